@@ -1,0 +1,42 @@
+"""``trtkit demo``: build the sample model shipped with trtkit, and run it where this machine can."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from ..backend import get_backend
+from ..builder import build_engine
+from ..compat import run_blocker
+from ..profiles import format_shape
+from ..samples import TINY_CNN_SHAPES, tiny_cnn_path
+
+
+@click.command("demo")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the engine here (default: a temporary directory, removed afterwards).")
+@click.option("--backend", default=None, metavar="NAME", help="tensorrt or tensorrt_rtx.")
+def demo_command(output: Path | None, backend: str | None) -> int:
+    """Build tiny_cnn.onnx (shipped with trtkit) into an engine, then run it if this machine can."""
+    be = get_backend(backend)
+    model = tiny_cnn_path()
+    click.echo(f"trtkit demo: building {model.name} with {be.label} ...")
+    built = build_engine(model, shapes=TINY_CNN_SHAPES, backend=be, progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = output or Path(tmp) / "tiny_cnn.engine"
+        built.save(path)
+        m = built.manifest
+        click.echo(f"built {path if output else 'tiny_cnn.engine'}: {m.plan_size / 1e3:.0f} kB, "
+                   f"built in {m.extra.get('build_seconds', 0):.2f} s")
+        for t in m.tensors:
+            click.echo(f"  {t.mode:<6} {t.name:<6} {t.dtype} {format_shape(t.shape)}")
+        blocker = run_blocker(be)
+        if blocker is not None:
+            click.echo(f"not running the engine: {blocker}.")
+            click.echo("The build side works here; run the engine on a machine with a supported GPU.")
+            return 0
+        click.echo("a supported GPU is present, but running engines arrives with trtkit's runtime module; "
+                   "stopping after the build.")
+    return 0

@@ -1,0 +1,90 @@
+"""Entry point: ``trtkit COMMAND ...``. Errors print one line; ``--debug`` shows the traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+
+from .._version import __version__
+from ..errors import BuildCancelledError, TrtkitError
+from .build import build_command
+from .demo import demo_command
+from .inspect import inspect_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="trtkit")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks and TensorRT's verbose log.")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv TensorRT verbose).")
+def cli(debug: bool, verbose: int) -> None:
+    """trtkit: ONNX to TensorRT engine to outputs."""
+    level = logging.WARNING
+    if verbose == 1:
+        level = logging.INFO
+    elif verbose >= 2 or debug:
+        level = logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(name)s] %(levelname)s: %(message)s"))
+    root = logging.getLogger("trtkit")
+    root.handlers = [h for h in root.handlers if not isinstance(h, logging.StreamHandler)]
+    root.addHandler(handler)
+    root.setLevel(level)
+    # TensorRT's own INFO/VERBOSE chatter only with -vv or --debug.
+    logging.getLogger("trtkit.tensorrt").setLevel(logging.DEBUG if level == logging.DEBUG else logging.ERROR)
+
+
+cli.add_command(build_command)
+cli.add_command(inspect_command)
+cli.add_command(demo_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit status.
+
+    0 success, 1 a trtkit error (one message, no traceback), 2 a usage error, 130 interrupted,
+    70 an unexpected internal error.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        result = cli.main(args=args, prog_name="trtkit", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("trtkit: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except BuildCancelledError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"trtkit: {exc}", err=True)
+        return 130
+    except TrtkitError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"trtkit: error: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo("trtkit: interrupted", err=True)
+        return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            f"trtkit: internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in trtkit; rerun with --debug for the traceback and report it.",
+            err=True,
+        )
+        return 70
+    return int(result) if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

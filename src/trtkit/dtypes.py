@@ -1,0 +1,125 @@
+"""The one dtype table: trtkit names, TensorRT ``DataType`` members, ONNX element types and NumPy dtypes.
+
+trtkit names dtypes with short strings (``"float32"``, ``"float16"``, ``"bfloat16"`` ...). TensorRT is never
+imported here: TensorRT enum values are matched by member name, so the table works with TensorRT 10, 11, RTX
+and with test doubles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from .errors import UnsupportedFeatureError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["DType", "all_dtypes", "from_numpy", "from_onnx", "from_trt", "lookup"]
+
+
+@dataclass(frozen=True)
+class DType:
+    """One element type as trtkit, TensorRT, ONNX and NumPy name it."""
+
+    name: str
+    """trtkit's name, also used in manifests and messages."""
+    bits: int
+    trt_name: str
+    """Member name of ``trt.DataType``."""
+    onnx_type: int
+    """``onnx.TensorProto`` element type."""
+    numpy_name: str | None
+    """NumPy dtype name, or None where NumPy has no such type."""
+    triton_name: str
+    """Triton Inference Server's ``TYPE_*`` name."""
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per element (sub-byte types round up to 1)."""
+        return max(1, self.bits // 8)
+
+    def to_numpy(self) -> np.dtype[Any]:
+        """The NumPy dtype; raises UnsupportedFeatureError for types NumPy lacks (bfloat16, fp8, ...)."""
+        import numpy as np
+
+        if self.numpy_name is None:
+            raise UnsupportedFeatureError(
+                f"dtype {self.name} has no NumPy equivalent; pass such tensors as device arrays "
+                "(PyTorch, CuPy) through DLPack instead"
+            )
+        return np.dtype(self.numpy_name)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+_TABLE: Final[tuple[DType, ...]] = (
+    DType("float32", 32, "FLOAT", 1, "float32", "TYPE_FP32"),
+    DType("float16", 16, "HALF", 10, "float16", "TYPE_FP16"),
+    DType("bfloat16", 16, "BF16", 16, None, "TYPE_BF16"),
+    DType("int8", 8, "INT8", 3, "int8", "TYPE_INT8"),
+    DType("int32", 32, "INT32", 6, "int32", "TYPE_INT32"),
+    DType("int64", 64, "INT64", 7, "int64", "TYPE_INT64"),
+    DType("bool", 8, "BOOL", 9, "bool", "TYPE_BOOL"),
+    DType("uint8", 8, "UINT8", 2, "uint8", "TYPE_UINT8"),
+    DType("float8_e4m3fn", 8, "FP8", 17, None, "TYPE_FP8"),
+    DType("int4", 4, "INT4", 22, None, "TYPE_INT4"),
+    DType("float4_e2m1", 4, "FP4", 23, None, "TYPE_FP4"),
+    DType("float8_e8m0", 8, "E8M0", 24, None, "TYPE_E8M0"),
+)
+_BY_NAME: Final = {d.name: d for d in _TABLE}
+_BY_TRT: Final = {d.trt_name: d for d in _TABLE}
+_BY_ONNX: Final = {d.onnx_type: d for d in _TABLE}
+_ALIASES: Final = {"fp32": "float32", "float": "float32", "fp16": "float16", "half": "float16",
+                   "bf16": "bfloat16", "fp8": "float8_e4m3fn"}
+
+
+def all_dtypes() -> tuple[DType, ...]:
+    """Every dtype trtkit knows."""
+    return _TABLE
+
+
+def lookup(name: str) -> DType:
+    """Find a dtype by trtkit name or a common alias (``"fp16"``, ``"half"``, ``"bf16"`` ...)."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    try:
+        return _BY_NAME[key]
+    except KeyError:
+        raise UnsupportedFeatureError(
+            f"unknown dtype {name!r}; expected one of {', '.join(_BY_NAME)}"
+        ) from None
+
+
+def from_trt(value: Any) -> DType:
+    """Map a ``trt.DataType`` member (from any backend) to a :class:`DType`."""
+    member = getattr(value, "name", str(value)).rsplit(".", 1)[-1]
+    try:
+        return _BY_TRT[member]
+    except KeyError:
+        raise UnsupportedFeatureError(f"TensorRT data type {member} is not known to trtkit") from None
+
+
+def from_onnx(elem_type: int) -> DType:
+    """Map an ``onnx.TensorProto`` element type to a :class:`DType`."""
+    try:
+        return _BY_ONNX[elem_type]
+    except KeyError:
+        raise UnsupportedFeatureError(
+            f"ONNX element type {elem_type} is not supported by TensorRT "
+            "(TensorRT has no float64, uint16/32/64, string or complex tensors)"
+        ) from None
+
+
+def from_numpy(dtype: Any) -> DType:
+    """Map a NumPy dtype (or anything ``np.dtype()`` accepts) to a :class:`DType`."""
+    import numpy as np
+
+    name = np.dtype(dtype).name
+    for d in _TABLE:
+        if d.numpy_name == name:
+            return d
+    raise UnsupportedFeatureError(
+        f"NumPy dtype {name} has no TensorRT equivalent; expected one of "
+        + ", ".join(d.numpy_name for d in _TABLE if d.numpy_name)
+    )

@@ -1,0 +1,94 @@
+"""The CUDA layer: the only module besides ``memory`` that imports cuda-python.
+
+Device queries here use ``cuda.bindings.runtime``; streams, events and memory come from ``cuda.core``.
+Everything is imported on first use. No driver or no GPU becomes one :class:`~trtkit.errors.CudaError`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import CudaError, DependencyError
+
+__all__ = ["DeviceInfo", "cudart", "device_count", "device_info"]
+
+_INSTALL = "pip install cuda-python"
+
+
+@functools.cache
+def cudart() -> Any:
+    """``cuda.bindings.runtime``, or DependencyError naming the package to install."""
+    try:
+        from cuda.bindings import runtime
+    except ImportError as exc:
+        raise DependencyError(f"cuda-python is required for this call: {_INSTALL} ({exc})") from exc
+    return runtime
+
+
+def check(result: Any, what: str) -> Any:
+    """Unpack a cuda-bindings ``(status, *values)`` tuple, raising CudaError on failure."""
+    status, *values = result if isinstance(result, tuple) else (result,)
+    if int(status) != 0:
+        rt = cudart()
+        name = getattr(status, "name", str(status))
+        try:
+            _, text = rt.cudaGetErrorString(status)
+            detail = text.decode() if isinstance(text, bytes) else str(text)
+        except Exception:  # pragma: no cover - best effort only
+            detail = ""
+        hint = ""
+        if name in ("cudaErrorInsufficientDriver", "cudaErrorNoDevice"):
+            hint = (
+                " No usable NVIDIA driver or GPU is present on this machine: engines can be built here "
+                "(with TensorRT-RTX) but not run. Run on a machine with a supported NVIDIA GPU."
+            )
+        raise CudaError(f"{what} failed: {name} ({detail}).{hint}")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """A CUDA device as trtkit records it in manifests and checks."""
+
+    index: int
+    name: str
+    compute_capability: tuple[int, int]
+    total_memory: int
+
+    @property
+    def cc_string(self) -> str:
+        return f"{self.compute_capability[0]}.{self.compute_capability[1]}"
+
+
+def device_count() -> int:
+    """Number of CUDA devices; 0 when there is no driver or no GPU (never raises for that)."""
+    try:
+        rt = cudart()
+    except DependencyError:
+        return 0
+    status, count = rt.cudaGetDeviceCount()
+    return int(count) if int(status) == 0 else 0
+
+
+def device_info(index: int = 0) -> DeviceInfo:
+    """Describe CUDA device ``index``.
+
+    Raises:
+        CudaError: no driver, no GPU, or ``index`` out of range.
+    """
+    rt = cudart()
+    count = check(rt.cudaGetDeviceCount(), "cudaGetDeviceCount")
+    if not 0 <= index < int(count):
+        raise CudaError(f"CUDA device {index} does not exist; this machine has {count} device(s)")
+    props = check(rt.cudaGetDeviceProperties(index), f"cudaGetDeviceProperties({index})")
+    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+    return DeviceInfo(
+        index=index,
+        name=name.rstrip("\x00"),
+        compute_capability=(int(props.major), int(props.minor)),
+        total_memory=int(props.totalGlobalMem),
+    )

@@ -1,0 +1,133 @@
+"""Build progress through TensorRT's ``IProgressMonitor``: a callback for code, a tqdm bar on a terminal.
+
+A callback receives :class:`ProgressEvent` objects and may return ``False`` to cancel the build. TensorRT can
+call the monitor from several threads, so events are delivered under a lock.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+__all__ = ["ProgressCallback", "ProgressEvent", "TqdmProgress", "make_monitor"]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One progress report from the builder.
+
+    ``kind`` is ``"start"`` (a phase begins, ``total`` steps), ``"step"`` (``step`` of ``total`` done) or
+    ``"finish"``. Phases nest: ``parent`` names the enclosing phase, or is None at the top level.
+    """
+
+    kind: Literal["start", "step", "finish"]
+    phase: str
+    parent: str | None
+    step: int
+    total: int
+
+
+ProgressCallback: TypeAlias = Callable[[ProgressEvent], "bool | None"]
+
+
+class TqdmProgress:
+    """A progress callback that draws one tqdm bar per top-level build phase on stderr."""
+
+    def __init__(self, *, leave: bool = False) -> None:
+        from tqdm.auto import tqdm
+
+        self._tqdm = tqdm
+        self._leave = leave
+        self._bars: dict[str, Any] = {}
+        self._parents: dict[str, str | None] = {}
+
+    def __call__(self, event: ProgressEvent) -> bool:
+        if event.kind == "start":
+            self._parents[event.phase] = event.parent
+            if event.parent is None:
+                self._bars[event.phase] = self._tqdm(
+                    total=event.total, desc=event.phase, leave=self._leave, file=sys.stderr, unit="step"
+                )
+            else:
+                top = self._top(event.phase)
+                if top in self._bars:
+                    self._bars[top].set_postfix_str(event.phase, refresh=True)
+        elif event.kind == "step" and event.phase in self._bars:
+            bar = self._bars[event.phase]
+            bar.n = event.step + 1
+            bar.refresh()
+        elif event.kind == "finish" and event.phase in self._bars:
+            self._bars.pop(event.phase).close()
+        return True
+
+    def _top(self, phase: str) -> str:
+        seen = 0
+        while self._parents.get(phase) is not None and seen < 64:
+            phase = self._parents[phase] or phase
+            seen += 1
+        return phase
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+
+class _MonitorState:
+    def __init__(self, callback: ProgressCallback | None, cancel: threading.Event | None) -> None:
+        self.callback = callback
+        self.cancel = cancel or threading.Event()
+        self.lock = threading.Lock()
+        self.reason: str | None = None
+        self.error: BaseException | None = None
+
+    def deliver(self, event: ProgressEvent) -> bool:
+        if self.cancel.is_set():
+            self.reason = self.reason or "cancelled"
+            return False
+        if self.callback is None:
+            return True
+        try:
+            with self.lock:
+                keep_going = self.callback(event)
+        except KeyboardInterrupt:
+            self.reason = "interrupted (Ctrl-C)"
+            self.cancel.set()
+            return False
+        except BaseException as exc:  # a failing callback must not crash TensorRT's thread
+            self.error = exc
+            self.reason = f"the progress callback raised {type(exc).__name__}: {exc}"
+            self.cancel.set()
+            return False
+        if keep_going is False:
+            self.reason = "the progress callback returned False"
+            self.cancel.set()
+            return False
+        return True
+
+
+def make_monitor(trt: Any, callback: ProgressCallback | None, cancel: threading.Event | None) -> tuple[Any, Any]:
+    """Return ``(monitor, state)``: a ``trt.IProgressMonitor`` forwarding to ``callback``.
+
+    ``state.reason`` says why the build was cancelled, if it was.
+    """
+    state = _MonitorState(callback, cancel)
+    base = trt.IProgressMonitor
+
+    class _Monitor(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            state.deliver(ProgressEvent("start", phase_name, parent_phase or None, 0, num_steps))
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            return state.deliver(ProgressEvent("step", phase_name, None, step, 0))
+
+        def phase_finish(self, phase_name: str) -> None:
+            state.deliver(ProgressEvent("finish", phase_name, None, 0, 0))
+
+    return _Monitor(), state
