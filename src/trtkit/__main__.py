@@ -1,0 +1,5 @@
+"""``python -m trtkit`` runs the command line."""
+
+from .cli import run
+
+run()

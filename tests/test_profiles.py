@@ -1,0 +1,129 @@
+"""Profiles: trtexec syntax, the accepted Python forms, and validation against model inputs (no TensorRT)."""
+
+from __future__ import annotations
+
+import pytest
+
+from trtkit.errors import ShapeError
+from trtkit.profiles import (
+    InputInfo,
+    Profile,
+    ShapeRange,
+    normalize_profiles,
+    parse_shape_spec,
+    profiles_from_trtexec,
+    resolve_profiles,
+)
+
+IMAGE = InputInfo("x", (-1, 3, -1, -1), "float32", ("N", None, "H", "W"))
+MASK = InputInfo("mask", (1, 16), "int32")
+
+
+def test_parse_shape_spec_trtexec_syntax() -> None:
+    assert parse_shape_spec("x:1x3x224x224,mask:1x16") == {"x": (1, 3, 224, 224), "mask": (1, 16)}
+
+
+def test_parse_shape_spec_quoted_names_with_colons() -> None:
+    assert parse_shape_spec("'input:0':1x3,'a,b':2") == {"input:0": (1, 3), "a,b": (2,)}
+
+
+def test_parse_shape_spec_scalar() -> None:
+    assert parse_shape_spec("s:") == {"s": ()}
+
+
+@pytest.mark.parametrize("bad", ["x", "x:1x3xA", ":1x3", "x:1,x:2", "'x:1"])
+def test_parse_shape_spec_rejects_malformed(bad: str) -> None:
+    with pytest.raises(ShapeError):
+        parse_shape_spec(bad)
+
+
+def test_trtexec_flags_make_one_profile_per_occurrence() -> None:
+    profiles = profiles_from_trtexec(
+        min_shapes=["x:1x3x32x32", "x:8x3x32x32"],
+        opt_shapes=["x:4x3x64x64", "x:16x3x64x64"],
+        max_shapes=["x:8x3x128x128", "x:32x3x128x128"],
+    )
+    assert len(profiles) == 2
+    assert profiles[1]["x"] == ShapeRange((8, 3, 32, 32), (16, 3, 64, 64), (32, 3, 128, 128))
+
+
+def test_trtexec_missing_opt_defaults_to_max_and_shapes_are_fixed() -> None:
+    (profile,) = profiles_from_trtexec(shapes=["mask:1x16"], min_shapes=["x:1x3x8x8"], max_shapes=["x:4x3x8x8"])
+    assert profile["x"].opt == (4, 3, 8, 8)
+    assert profile["mask"].is_fixed and profile["mask"].opt == (1, 16)
+
+
+def test_normalize_accepts_user_forms() -> None:
+    forms = normalize_profiles({"x": (1, 3, 8, 8), "y": ((1, 2), (2, 2), (4, 2)), "z": "2x2"})
+    assert forms[0]["x"].is_fixed
+    assert forms[0]["y"].max == (4, 2)
+    assert forms[0]["z"].opt == (2, 2)
+    assert normalize_profiles("x:1x3") == [Profile({"x": ShapeRange.fixed((1, 3))})]
+    assert len(normalize_profiles([{"x": (1,)}, "x:2"])) == 2
+    with pytest.raises(ShapeError):
+        normalize_profiles(42)
+
+
+def test_shape_range_rank_must_agree() -> None:
+    with pytest.raises(ShapeError, match="same rank"):
+        ShapeRange((1, 3), (1, 3, 3), (1, 3))
+
+
+def test_resolve_derives_profile_for_static_model() -> None:
+    (profile,) = resolve_profiles([], [MASK])
+    assert profile["mask"] == ShapeRange.fixed((1, 16))
+
+
+def test_resolve_names_dynamic_dims_and_flag_when_no_shapes() -> None:
+    with pytest.raises(ShapeError) as info:
+        resolve_profiles([], [IMAGE, MASK])
+    msg = str(info.value)
+    assert "x (float32 [N, 3, H, W])" in msg
+    assert "0 (N), 2 (H), 3 (W)" in msg
+    assert "--minShapes=x:<N>x3x<H>x<W>" in msg
+
+
+def test_resolve_rejects_unknown_name_with_suggestion() -> None:
+    with pytest.raises(ShapeError, match=r"'xx'.*Did you mean 'x'"):
+        resolve_profiles(normalize_profiles({"xx": (1, 3, 8, 8)}), [IMAGE])
+
+
+def test_resolve_rejects_wrong_rank() -> None:
+    with pytest.raises(ShapeError, match="rank 4"):
+        resolve_profiles(normalize_profiles({"x": (1, 3, 8)}), [IMAGE])
+
+
+def test_resolve_rejects_changed_static_dim() -> None:
+    with pytest.raises(ShapeError, match="dim 1 is fixed to 3"):
+        resolve_profiles(normalize_profiles({"x": (1, 4, 8, 8)}), [IMAGE])
+
+
+def test_resolve_rejects_min_above_opt() -> None:
+    bad = {"x": ((2, 3, 8, 8), (1, 3, 8, 8), (4, 3, 8, 8))}
+    with pytest.raises(ShapeError, match="min <= opt <= max"):
+        resolve_profiles(normalize_profiles(bad), [IMAGE])
+
+
+def test_resolve_fills_static_inputs_and_requires_every_dynamic_one() -> None:
+    (profile,) = resolve_profiles(normalize_profiles({"x": (1, 3, 8, 8)}), [IMAGE, MASK])
+    assert profile["mask"] == ShapeRange.fixed((1, 16))
+    other = InputInfo("y", (-1, 4), "float32")
+    with pytest.raises(ShapeError, match="profile 0 leaves them out"):
+        resolve_profiles(normalize_profiles({"x": (1, 3, 8, 8)}), [IMAGE, other])
+
+
+def test_shape_tensor_inputs_take_values() -> None:
+    shape_input = InputInfo("shape", (2,), "int64", is_shape_tensor=True)
+    with pytest.raises(ShapeError, match="shape tensor"):
+        resolve_profiles([], [shape_input])
+    (profile,) = resolve_profiles(normalize_profiles({"shape": ((1, 1), (3, 4), (12, 12))}), [shape_input])
+    assert profile["shape"].min == (1, 1)
+    with pytest.raises(ShapeError, match="2 values"):
+        resolve_profiles(normalize_profiles({"shape": (1, 2, 6)}), [shape_input])
+
+
+def test_profile_round_trips_through_dict() -> None:
+    p = Profile({"x": ShapeRange((1, 3), (2, 3), (4, 3))})
+    assert Profile.from_dict(p.to_dict()) == p
+    assert ShapeRange((1, 3), (2, 3), (4, 3)).contains((3, 3))
+    assert not ShapeRange((1, 3), (2, 3), (4, 3)).contains((5, 3))
