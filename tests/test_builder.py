@@ -224,3 +224,17 @@ def test_model_proto_and_bytes_inputs(rtx: Backend) -> None:
     b = build_engine(model.SerializeToString(), backend=rtx, progress=False).manifest
     assert a.onnx["sha256"] == b.onnx["sha256"]
     assert a.tensors == b.tensors
+
+
+def test_tqdm_progress_bar_draws_nested_phases(capsys: pytest.CaptureFixture[str]) -> None:
+    from trtkit.progress import TqdmProgress
+
+    bar = TqdmProgress(leave=True)
+    bar(ProgressEvent("start", "Building", None, 0, 2))
+    bar(ProgressEvent("start", "Tactics", "Building", 0, 5))
+    bar(ProgressEvent("step", "Building", None, 0, 0))
+    bar(ProgressEvent("finish", "Tactics", None, 0, 0))
+    bar(ProgressEvent("step", "Building", None, 1, 0))
+    bar(ProgressEvent("finish", "Building", None, 0, 0))
+    err = capsys.readouterr().err
+    assert "Building" in err and "2/2" in err and "Tactics" in err

@@ -383,6 +383,7 @@ class Backend:
         self.display_name = _DISPLAY[name]
         self._sink = _LogSink()
         self._logger: Any = None
+        self._plugins_ready = False
         self._lock = threading.Lock()
         self.features = self._detect_features(module)
 
@@ -436,6 +437,20 @@ class Backend:
             if self._logger is None:
                 self._logger = _make_trt_logger(self.trt, self._sink)
             return self._logger
+
+    def init_plugins(self) -> None:
+        """Register TensorRT's bundled plugins once (``trt.init_libnvinfer_plugins``), as trtexec does."""
+        with self._lock:
+            if self._plugins_ready:
+                return
+        init = getattr(self.trt, "init_libnvinfer_plugins", None)
+        if init is not None:
+            with self.capture() as cap:
+                ok = init(self.logger, "")
+            if not ok:
+                _log.warning("%s could not register its bundled plugins: %s", self.label, cap.lines)
+        with self._lock:
+            self._plugins_ready = True
 
     def capture(self, min_level: int = logging.WARNING) -> contextlib.AbstractContextManager[LogCapture]:
         """Collect TensorRT's messages of ``min_level`` and above logged while the block runs."""

@@ -450,6 +450,7 @@ def build_engine(
     _check_options(be, config)
 
     trt = be.trt
+    be.init_plugins()
     builder = trt.Builder(be.logger)
     if builder is None:
         raise BuildError(f"{be.label} could not create a builder")
