@@ -22,6 +22,7 @@ from .errors import (
     ModelError,
     OnnxParseError,
     ShapeError,
+    TritonExportError,
     TrtkitError,
     UnsupportedFeatureError,
 )
@@ -30,6 +31,7 @@ from .profiles import Profile, ShapeRange
 if TYPE_CHECKING:
     from .builder import BuildConfig, BuiltEngine, build_engine
     from .cache import EngineCache
+    from .engine import Engine, load_engine
 
 __all__ = [
     "BuildCancelledError",
@@ -39,6 +41,7 @@ __all__ = [
     "ClosedError",
     "CudaError",
     "DependencyError",
+    "Engine",
     "EngineCache",
     "EngineFileError",
     "EngineIncompatibleError",
@@ -49,10 +52,12 @@ __all__ = [
     "Profile",
     "ShapeError",
     "ShapeRange",
+    "TritonExportError",
     "TrtkitError",
     "UnsupportedFeatureError",
     "__version__",
     "build_engine",
+    "load_engine",
 ]
 
 _LAZY = {
@@ -60,6 +65,8 @@ _LAZY = {
     "BuiltEngine": "builder",
     "build_engine": "builder",
     "EngineCache": "cache",
+    "Engine": "engine",
+    "load_engine": "engine",
 }
 
 

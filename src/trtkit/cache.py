@@ -132,8 +132,10 @@ class EngineCache:
         return path
 
     def remove(self, key: str) -> None:
+        from .precision import converted_model_path
+
         path = self.path_for(key)
-        for p in (path, path.with_name(path.name + MANIFEST_SUFFIX)):
+        for p in (path, path.with_name(path.name + MANIFEST_SUFFIX), converted_model_path(path)):
             p.unlink(missing_ok=True)
 
     def entries(self) -> list[CacheEntry]:
@@ -209,7 +211,14 @@ class EngineCache:
             if found is not None:
                 _log.info("engine cache hit %s", key)
                 return found, True
-            built = build_engine(onnx_model, shapes=profiles, config=config, backend=be, progress=progress)
+            from .precision import converted_model_path
+
+            # A model converted for fp16/bf16 is kept beside its engine as <key>.engine.onnx.
+            converted = converted_model_path(self.path_for(key)) if config.precision != "fp32" else None
+            if converted is not None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            built = build_engine(onnx_model, shapes=profiles, config=config, backend=be, progress=progress,
+                                 save_converted_model=converted)
             self.put(key, built)
             _log.info("engine cache stored %s", key)
             return built, False

@@ -31,8 +31,8 @@ class DType:
     """``onnx.TensorProto`` element type."""
     numpy_name: str | None
     """NumPy dtype name, or None where NumPy has no such type."""
-    triton_name: str
-    """Triton Inference Server's ``TYPE_*`` name."""
+    triton_name: str | None
+    """Triton Inference Server's ``TYPE_*`` name, or None where Triton has no such type."""
 
     @property
     def itemsize(self) -> int:
@@ -63,10 +63,10 @@ _TABLE: Final[tuple[DType, ...]] = (
     DType("int64", 64, "INT64", 7, "int64", "TYPE_INT64"),
     DType("bool", 8, "BOOL", 9, "bool", "TYPE_BOOL"),
     DType("uint8", 8, "UINT8", 2, "uint8", "TYPE_UINT8"),
-    DType("float8_e4m3fn", 8, "FP8", 17, None, "TYPE_FP8"),
-    DType("int4", 4, "INT4", 22, None, "TYPE_INT4"),
-    DType("float4_e2m1", 4, "FP4", 23, None, "TYPE_FP4"),
-    DType("float8_e8m0", 8, "E8M0", 24, None, "TYPE_E8M0"),
+    DType("float8_e4m3fn", 8, "FP8", 17, None, None),
+    DType("int4", 4, "INT4", 22, None, None),
+    DType("float4_e2m1", 4, "FP4", 23, None, None),
+    DType("float8_e8m0", 8, "E8M0", 24, None, None),
 )
 _BY_NAME: Final = {d.name: d for d in _TABLE}
 _BY_TRT: Final = {d.trt_name: d for d in _TABLE}

@@ -16,6 +16,7 @@ all. Subclasses are grouped by what the user has to do about them::
     ├── InputError               inputs given to an engine are wrong (also a ValueError)
     ├── CudaError                a CUDA call failed, or there is no CUDA driver / GPU
     ├── ExecutionError           TensorRT failed while running the engine
+    ├── TritonExportError        Triton would reject the exported model, or the target exists
     └── ClosedError              the object was closed and cannot be used any more
 
 TensorRT reports most failures only through its logger. trtkit captures what TensorRT logged during the
@@ -40,11 +41,13 @@ __all__ = [
     "OnnxParseError",
     "ParserIssue",
     "ShapeError",
+    "TritonExportError",
     "TrtkitError",
     "UnsupportedFeatureError",
 ]
 
 _MAX_LOG_LINES = 20
+_MAX_ISSUES = 10
 
 
 class TrtkitError(Exception):
@@ -113,8 +116,15 @@ class OnnxParseError(ModelError):
 
     def __init__(self, message: str, issues: Sequence[ParserIssue], *, tensorrt_log: Sequence[str] = ()):
         self.issues: tuple[ParserIssue, ...] = tuple(issues)
-        full = message + "".join(f"\n  - {issue}" for issue in self.issues)
+        shown = self.issues[:_MAX_ISSUES]
+        full = message + "".join(f"\n  - {issue}" for issue in shown)
+        if len(self.issues) > len(shown):
+            full += f"\n  ... and {len(self.issues) - len(shown)} more parser errors (all in .issues)"
         super().__init__(full, tensorrt_log=tensorrt_log)
+
+    def _render(self) -> str:
+        # The issues are TensorRT's parser errors already; its log (kept in .tensorrt_log) repeats them.
+        return self.message if self.issues else super()._render()
 
 
 class ShapeError(TrtkitError, ValueError):
@@ -147,6 +157,10 @@ class CudaError(TrtkitError):
 
 class ExecutionError(TrtkitError):
     """TensorRT failed while setting up or running an inference."""
+
+
+class TritonExportError(TrtkitError):
+    """The engine cannot be exported as asked: Triton would reject the model, or the target exists."""
 
 
 class ClosedError(TrtkitError):

@@ -25,9 +25,10 @@ __all__ = ["ModelSource", "OnnxModel", "load_onnx"]
 
 ModelSource: TypeAlias = "str | os.PathLike[str] | bytes | onnx.ModelProto"
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Placeholders exporters write for "unknown"; TensorRT would treat equal names as one symbol.
-_PLACEHOLDERS = frozenset({"?", "unk", "unknown", "none", "null", "n/a", "-1", "dynamic", "*"})
+# Placeholders exporters write for "unknown". TensorRT treats dims with equal names as one symbol, so two
+# unrelated "?" dims would be forced equal. Any other name (``batch``, ``p2o.DynamicDimension.0``) is a
+# deliberate symbol and is kept.
+_PLACEHOLDERS = frozenset({"?", "unk", "unknown", "none", "null", "n/a", "-1", "dynamic", "*", "-"})
 _MAX_PROTO = 2**31 - 1
 
 
@@ -166,7 +167,7 @@ def _make_dims_distinct(proto: Any) -> dict[tuple[str, int], tuple[str, str]]:
             name = d.dim_param
             if not name or d.HasField("dim_value"):
                 continue
-            if _IDENTIFIER.match(name) and name.lower() not in _PLACEHOLDERS:
+            if name.strip() and name.strip().lower() not in _PLACEHOLDERS:
                 continue
             base = re.sub(r"\W", "_", f"{v.name}_dim{axis}")
             new, k = base, 1

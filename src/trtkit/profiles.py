@@ -312,17 +312,16 @@ def _check_range(info: InputInfo, rng: ShapeRange, where: str) -> None:
     else:
         if len(rng.min) != len(info.shape):
             raise ShapeError(
-                f"{where}: input {info.name!r} has rank {len(info.shape)} "
-                f"({format_shape(info.shape)}), but the profile gives rank {len(rng.min)} ({rng})"
+                f"{where}: input {info.describe()} has rank {len(info.shape)}, but the profile gives rank "
+                f"{len(rng.min)} ({rng})"
             )
         for axis, dim in enumerate(info.shape):
             if dim >= 0:
                 for label, shape in (("min", rng.min), ("opt", rng.opt), ("max", rng.max)):
                     if shape[axis] != dim:
                         raise ShapeError(
-                            f"{where}: input {info.name!r} dim {axis} is fixed to {dim} by the model "
-                            f"({format_shape(info.shape)}), but the profile's {label} is "
-                            f"{format_shape(shape)}"
+                            f"{where}: input {info.describe()}: dim {axis} is fixed to {dim} by the model, "
+                            f"but the profile's {label} is {format_shape(shape)}"
                         )
     for axis, (lo, mid, hi) in enumerate(zip(rng.min, rng.opt, rng.max, strict=True)):
         if not lo <= mid <= hi:
@@ -338,12 +337,14 @@ def _check_range(info: InputInfo, rng: ShapeRange, where: str) -> None:
 def resolve_profiles(profiles: Sequence[Profile], inputs: Sequence[InputInfo]) -> list[Profile]:
     """Check ``profiles`` against the model's ``inputs`` and complete them.
 
-    Returns the profiles with every input present (static inputs not named are filled in as fixed). With
-    no profiles, one is derived when the model leaves nothing open.
+    Returns the profiles with every input present (static inputs not named are filled in as fixed). An input
+    left out whose dynamic dims all share their ONNX names with dims of inputs given takes its range from
+    them (TensorRT keeps equally named dims equal). With no profiles, one is derived when the model leaves
+    nothing open.
 
     Raises:
         ShapeError: unknown input names, wrong rank, changed static dims, min > opt or opt > max, dynamic
-            dims or shape-tensor values left without a range.
+            dims or shape-tensor values left without a range, different ranges for dims sharing a name.
     """
     by_name = {info.name: info for info in inputs}
     listing = "; ".join(info.describe() for info in inputs) or "none"
@@ -366,12 +367,64 @@ def resolve_profiles(profiles: Sequence[Profile], inputs: Sequence[InputInfo]) -
 
     completed: list[Profile] = []
     for index, profile in enumerate(profiles):
-        missing = [i for i in open_inputs if i.name not in profile]
+        given = dict(profile.ranges)
+        _check_shared_dims(inputs, given, index)
+        derived = _derive_from_shared_dims(open_inputs, given)
+        missing = [i for i in open_inputs if i.name not in given and i.name not in derived]
         if missing:
             raise ShapeError(_missing_message(missing, index))
-        ranges = {i.name: profile[i.name] if i.name in profile else ShapeRange.fixed(i.shape) for i in inputs}
+        ranges = {i.name: given.get(i.name) or derived.get(i.name) or ShapeRange.fixed(i.shape) for i in inputs}
         completed.append(Profile(ranges))
     return completed
+
+
+def _named_axes(info: InputInfo) -> list[tuple[int, str]]:
+    """``(axis, name)`` of the dynamic dims that carry a name; TensorRT holds equally named dims equal."""
+    if info.is_shape_tensor:
+        return []
+    return [(a, n) for a, n in enumerate(info.dim_names) if n and a < len(info.shape) and info.shape[a] < 0]
+
+
+def _check_shared_dims(inputs: Sequence[InputInfo], ranges: Mapping[str, ShapeRange], index: int) -> None:
+    seen: dict[str, tuple[str, int, tuple[int, int, int]]] = {}
+    for info in inputs:
+        rng = ranges.get(info.name)
+        if rng is None or len(rng.min) != len(info.shape):
+            continue
+        for axis, dim_name in _named_axes(info):
+            values = (rng.min[axis], rng.opt[axis], rng.max[axis])
+            if dim_name not in seen:
+                seen[dim_name] = (info.name, axis, values)
+                continue
+            other, other_axis, other_values = seen[dim_name]
+            if values != other_values:
+                raise ShapeError(
+                    f"profile {index}: inputs {other!r} (dim {other_axis}) and {info.name!r} (dim {axis}) share "
+                    f"the dynamic dim {dim_name!r}, which TensorRT keeps equal, but the profile gives them "
+                    f"different sizes: min/opt/max {'/'.join(map(str, other_values))} for {other!r} and "
+                    f"{'/'.join(map(str, values))} for {info.name!r}. Give both the same min, opt and max"
+                )
+
+
+def _derive_from_shared_dims(open_inputs: Sequence[InputInfo],
+                             ranges: Mapping[str, ShapeRange]) -> dict[str, ShapeRange]:
+    """Ranges for inputs left out whose every dynamic dim shares a name with a dim of an input given."""
+    known: dict[str, tuple[int, int, int]] = {}
+    for info in open_inputs:
+        rng = ranges.get(info.name)
+        if rng is not None and len(rng.min) == len(info.shape):
+            for axis, dim_name in _named_axes(info):
+                known.setdefault(dim_name, (rng.min[axis], rng.opt[axis], rng.max[axis]))
+    derived: dict[str, ShapeRange] = {}
+    for info in open_inputs:
+        if info.name in ranges or info.is_shape_tensor:
+            continue
+        named = dict(_named_axes(info))
+        if len(named) != len(info.dynamic_axes) or not all(n in known for n in named.values()):
+            continue
+        dims = [[known[named[a]][k] if a in named else d for a, d in enumerate(info.shape)] for k in range(3)]
+        derived[info.name] = ShapeRange(tuple(dims[0]), tuple(dims[1]), tuple(dims[2]))
+    return derived
 
 
 def _missing_message(missing: Sequence[InputInfo], index: int | None) -> str:

@@ -31,6 +31,14 @@ def parse_pools(values: tuple[str, ...]) -> dict[str, int]:
     return pools
 
 
+def _fp32_ops(values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """``--fp32Ops``: None for the default list, else the resolved list (``+Op``/``-Op`` edit the default)."""
+    from ..precision import resolve_fp32_ops
+
+    items = split_multi(values)
+    return resolve_fp32_ops(items) if items else None
+
+
 def make_config(opts: dict[str, Any]) -> BuildConfig:
     """Turn the build flags into a BuildConfig (UnsupportedFeatureError for bad values)."""
     return BuildConfig(
@@ -52,6 +60,9 @@ def make_config(opts: dict[str, Any]) -> BuildConfig:
         compute_capabilities=tuple(split_multi(opts["compute_capabilities"])) or None,
         builder_threads=opts["builder_threads"],
         plugins=tuple(opts["plugins"]),
+        keep_io_types=opts["keep_io_types"],
+        fp32_ops=_fp32_ops(opts["fp32_ops"]),
+        converter=opts["converter"],
     )
 
 

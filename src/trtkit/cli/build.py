@@ -26,6 +26,15 @@ def build_options(f: Any) -> Any:
         click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32",
                      show_default=True, help="Precision policy."),
         click.option("--noTF32", "--no-tf32", "no_tf32", is_flag=True, help="Disable TF32 for FP32 math."),
+        click.option("--keepIOTypes/--convertIOTypes", "--keep-io-types/--convert-io-types", "keep_io_types",
+                     default=True, show_default=True,
+                     help="fp16/bf16 by conversion: graph inputs and outputs keep their types (or convert too)."),
+        click.option("--fp32Ops", "--fp32-ops", "fp32_ops", multiple=True, metavar="OPS",
+                     help="fp16/bf16 by conversion: op types kept in FP32, comma-separated; +Op/-Op change the "
+                          "default list, 'none' keeps none (default: trtkit.precision.DEFAULT_FP32_OPS)."),
+        click.option("--precisionConverter", "--precision-converter", "converter",
+                     type=click.Choice(["auto", "modelopt", "onnxconverter-common"]), default="auto",
+                     show_default=True, help="Tool converting the model for fp16/bf16 (auto: ModelOpt if installed)."),
         click.option("--stronglyTyped", "--strongly-typed", "strongly_typed", is_flag=True,
                      help="Build a strongly typed network (TensorRT 10; 11 and RTX always are)."),
         click.option("--memPoolSize", "--mem-pool-size", "mem_pool_size", multiple=True, metavar="POOL:SIZE",
@@ -73,8 +82,11 @@ def build_options(f: Any) -> Any:
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "--saveEngine", "output", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Engine file to write (default: MODEL with .engine).")
+@click.option("--saveConvertedModel", "--save-converted-model", "save_converted_model",
+              type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the ONNX model converted for fp16/bf16 here, for inspection.")
 @build_options
-def build_command(model: Path, output: Path | None, **opts: Any) -> int:
+def build_command(model: Path, output: Path | None, save_converted_model: Path | None, **opts: Any) -> int:
     """Build a TensorRT engine from MODEL (an .onnx file).
 
     Writes OUTPUT (a raw TensorRT plan that trtexec, C++ and Triton load) and OUTPUT.manifest.json.
@@ -82,7 +94,7 @@ def build_command(model: Path, output: Path | None, **opts: Any) -> int:
     config = make_config(opts)
     profiles = profiles_from_trtexec(opts["shapes"], opts["min_shapes"], opts["opt_shapes"], opts["max_shapes"])
     built = build_engine(model, shapes=profiles, config=config, backend=opts["backend"],
-                         progress=opts["progress"])
+                         progress=opts["progress"], save_converted_model=save_converted_model)
     out = output or model.with_suffix(".engine")
     built.save(out)
     m = built.manifest
@@ -90,4 +102,10 @@ def build_command(model: Path, output: Path | None, **opts: Any) -> int:
         f"built {out} ({m.plan_size / 1e6:.2f} MB) with {m.backend} {m.backend_version}, "
         f"{len(m.profiles)} profile(s); manifest {out.name}.manifest.json"
     )
+    conversion = m.extra.get("precision", {}).get("conversion")
+    if conversion:
+        kept = ", ".join(f"{op} x{n}" for op, n in conversion["kept_fp32_nodes"].items()) or "none"
+        click.echo(f"converted the model to {conversion['precision']} with {conversion['tool']} "
+                   f"{conversion['version']}; nodes kept in FP32: {kept}"
+                   + (f"; converted model {conversion['saved_to']}" if conversion.get("saved_to") else ""))
     return 0

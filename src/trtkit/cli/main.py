@@ -11,9 +11,14 @@ import click
 
 from .._version import __version__
 from ..errors import BuildCancelledError, TrtkitError
+from .bench import bench_command
 from .build import build_command
+from .compare import compare_command
 from .demo import demo_command
+from .doctor import doctor_command
+from .export_triton import export_triton_command
 from .inspect import inspect_command
+from .run import run_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -33,13 +38,20 @@ def cli(debug: bool, verbose: int) -> None:
     root.handlers = [h for h in root.handlers if not isinstance(h, logging.StreamHandler)]
     root.addHandler(handler)
     root.setLevel(level)
-    # TensorRT's own INFO/VERBOSE chatter only with -vv or --debug.
-    logging.getLogger("trtkit.tensorrt").setLevel(logging.DEBUG if level == logging.DEBUG else logging.ERROR)
+    # TensorRT's log is not shown as it comes by default: a failing call's error carries what TensorRT said,
+    # so showing it here too would print every message twice. -v shows its warnings, -vv everything.
+    trt_level = {logging.WARNING: logging.CRITICAL + 1, logging.INFO: logging.WARNING}.get(level, logging.DEBUG)
+    logging.getLogger("trtkit.tensorrt").setLevel(trt_level)
 
 
 cli.add_command(build_command)
 cli.add_command(inspect_command)
 cli.add_command(demo_command)
+cli.add_command(run_command)
+cli.add_command(bench_command)
+cli.add_command(compare_command)
+cli.add_command(doctor_command)
+cli.add_command(export_triton_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,51 @@
+"""``trtkit bench ENGINE``: measure throughput and latency the way trtexec does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..profiles import parse_shape_spec
+from .run import backend_options, resolve_backend
+
+
+@click.command("bench")
+@click.argument("engine", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--shapes", multiple=True, metavar="SPEC",
+              help="Input shapes, trtexec syntax x:8x3x224x224; repeat to sweep several shapes.")
+@click.option("--warmUp", "--warmup", "warmup", type=float, default=200.0, show_default=True,
+              help="Warm-up time in ms.")
+@click.option("--duration", type=float, default=3.0, show_default=True, help="Measured time in seconds.")
+@click.option("--iterations", type=click.IntRange(1), default=None, help="Run this many iterations instead.")
+@click.option("--useCudaGraph/--noCudaGraph", "--cuda-graph/--no-cuda-graph", "cuda_graph", default=True,
+              show_default=True, help="Replay a CUDA graph captured per shape.")
+@click.option("--includeTransfers", "--include-transfers", "include_transfers", is_flag=True,
+              help="Include H2D and D2H copies in the latency (trtexec excludes them with --noDataTransfers).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the results as JSON ('-' prints JSON instead of the text report).")
+@backend_options
+def bench_command(engine: Path, shapes: tuple[str, ...], warmup: float, duration: float, iterations: int | None,
+                  cuda_graph: bool, include_transfers: bool, json_path: Path | None, device: int,
+                  backend: str | None, backend_module: str | None) -> int:
+    """Benchmark ENGINE: throughput; min/mean/median/p90/p95/p99/max of latency, enqueue, H2D, compute, D2H."""
+    from ..bench import benchmark
+    from ..runtime import load_engine
+
+    sweep: Any = [parse_shape_spec(s) for s in shapes] if shapes else None
+    with load_engine(engine, device=device, backend=resolve_backend(backend, backend_module)) as le:
+        res = benchmark(le, shapes=sweep, warmup=warmup / 1000.0, duration=duration, iterations=iterations,
+                        cuda_graph=cuda_graph, include_transfers=include_transfers)
+    results = res if isinstance(res, list) else [res]
+    data = [r.to_dict() for r in results]
+    if json_path is not None and str(json_path) == "-":
+        click.echo(json.dumps(data, indent=2))
+        return 0
+    for r in results:
+        click.echo(r.format())
+    if json_path is not None:
+        json_path.write_text(json.dumps(data, indent=2))
+        click.echo(f"wrote {json_path}")
+    return 0

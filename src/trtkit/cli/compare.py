@@ -1,0 +1,56 @@
+"""``trtkit compare MODEL.onnx [ENGINE|MODEL2.onnx]``: outputs against ONNX Runtime, with a CI-friendly exit status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..compare import DEFAULT_TOLERANCES, compare
+from ._options import echo_json
+
+_EPILOG = (
+    "Exit status: 0 every output within tolerance, 1 error, 2 usage error, 3 the engine cannot run on this "
+    "machine (reason printed), 4 outputs differ beyond tolerance. Default tolerances (rtol/atol): "
+    + "; ".join(f"{k} {t.rtol:g}/{t.atol:g}" for k, t in DEFAULT_TOLERANCES.items())
+    + "."
+)
+
+
+@click.command("compare", epilog=_EPILOG)
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("candidate", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--inputs", "inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="FILE.npz", help="Inputs by name from an .npz file (default: random, from --seed).")
+@click.option("--shapes", default=None, metavar="SPEC",
+              help="Shapes for dynamic dims, trtexec syntax: x:1x3x224x224[,y:...] "
+                   "(default: the opt shapes of the engine's first profile).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs.")
+@click.option("--precision", type=click.Choice(["auto", *DEFAULT_TOLERANCES]), default="auto", show_default=True,
+              help="Picks the default tolerances; auto reads the engine manifest (tf32 for an FP32 build "
+                   "with TF32), tf32 when building, fp32 for two ONNX models.")
+@click.option("--rtol", type=click.FloatRange(min=0), default=None, help="Relative tolerance (overrides).")
+@click.option("--atol", type=click.FloatRange(min=0), default=None, help="Absolute tolerance (overrides).")
+@click.option("--backend", default=None, metavar="NAME",
+              help="tensorrt or tensorrt_rtx (default: the engine manifest's backend).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def compare_command(model: Path, candidate: Path | None, inputs: Path | None, shapes: str | None, seed: int,
+                    precision: str, rtol: float | None, atol: float | None, backend: str | None,
+                    as_json: bool) -> int:
+    """Compare CANDIDATE with ONNX Runtime (CPU) running MODEL on the same inputs.
+
+    CANDIDATE is an engine file, or a second .onnx model (an FP16 conversion, say) also run with ONNX Runtime.
+    Without CANDIDATE, an engine is built from MODEL and compared, when this machine can run engines.
+    Reports per output the max absolute and relative error, the elements outside tolerance
+    (|a - b| <= atol + rtol * |b|, as numpy.isclose) and the cosine similarity.
+    """
+    report = compare(
+        model, candidate, inputs=inputs, shapes=shapes, seed=seed,
+        precision=None if precision == "auto" else precision,  # type: ignore[arg-type]
+        rtol=rtol, atol=atol, backend=backend,
+    )
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(report.format())
+    return report.exit_code

@@ -1,0 +1,72 @@
+"""``trtkit run ENGINE --input x=file.npy``: run an engine once and write its outputs to an .npz file."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import InputError
+
+
+def resolve_backend(name: str | None, module: str | None) -> Any:
+    """``--backend NAME`` or, for alternative TensorRT builds and test doubles, ``--backend-module DOTTED``
+    (a module exposing the TensorRT Python API; its ``BACKEND_NAME`` says which flavour, default tensorrt)."""
+    if module is None:
+        return name
+    from ..backend import Backend
+
+    mod = importlib.import_module(module)
+    flavor = str(getattr(mod, "BACKEND_NAME", name or "tensorrt"))
+    return Backend.from_module("tensorrt_rtx" if flavor == "tensorrt_rtx" else "tensorrt", mod)
+
+
+def backend_options(f: Any) -> Any:
+    f = click.option("--backend-module", "backend_module", default=None, hidden=True,
+                     help="Import this module as the TensorRT backend (testing, custom builds).")(f)
+    f = click.option("--backend", default=None, metavar="NAME",
+                     help="tensorrt or tensorrt_rtx (default: the engine manifest's, else $TRTKIT_BACKEND).")(f)
+    return click.option("--device", type=click.IntRange(0), default=0, show_default=True, help="CUDA device.")(f)
+
+
+def _load_inputs(items: tuple[str, ...]) -> dict[str, Any]:
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r}: expected NAME=FILE.npy", param_hint="--input")
+        name, path = item.split("=", 1)
+        try:
+            out[name.strip()] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--input") from exc
+    return out
+
+
+@click.command("run")
+@click.argument("engine", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=FILE.npy", help="An input (repeat).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the outputs (.npz; default: ENGINE with .outputs.npz).")
+@backend_options
+def run_command(engine: Path, inputs: tuple[str, ...], output: Path | None, device: int, backend: str | None,
+                backend_module: str | None) -> int:
+    """Run ENGINE once on NumPy inputs and save every output to an .npz file."""
+    import numpy as np
+
+    from ..runtime import load_engine
+
+    arrays = _load_inputs(inputs)
+    if not arrays:
+        raise InputError("no inputs given; pass --input NAME=FILE.npy for each engine input")
+    with load_engine(engine, device=device, backend=resolve_backend(backend, backend_module)) as le:
+        result = le.infer(arrays)
+    out = output or engine.with_name(engine.name + ".outputs.npz")
+    np.savez(out, **result)
+    for name, arr in result.items():
+        click.echo(f"{name}: {arr.dtype}[{'x'.join(str(d) for d in arr.shape)}]")
+    click.echo(f"wrote {out}")
+    return 0

@@ -1,0 +1,249 @@
+"""The facade: ``Engine.from_onnx(model)`` / ``Engine.load(path)`` and ``engine(inputs)``.
+
+Built on :mod:`trtkit.cache` (build or reuse), :mod:`trtkit.runtime` (load and run) and :mod:`trtkit.bench`;
+those stay usable without it. Outputs come back in the caller's array family: NumPy in, NumPy out; PyTorch or
+CuPy in, the same family on the same device out (run on the caller's current stream, no copy).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import sys
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import EngineIncompatibleError, InputError
+from .log import get_logger
+
+if TYPE_CHECKING:
+    from .backend import Backend
+    from .bench import BenchResult
+    from .builder import BuildConfig, BuiltEngine
+    from .cache import EngineCache
+    from .manifest import Manifest
+    from .runtime import LoadedEngine, TensorSpec
+
+__all__ = ["Engine", "load_engine"]
+
+_log = get_logger("engine")
+OnIncompatible = Literal["rebuild", "warn", "error"]
+
+
+def _family(obj: Any) -> str:
+    mod = type(obj).__module__.split(".", 1)[0]
+    return mod if mod in ("torch", "cupy", "numpy") else "other"
+
+
+def _torch_stream(t: Any) -> int | None:
+    torch = sys.modules["torch"]
+    if not t.is_cuda:
+        return None
+    return int(torch.cuda.current_stream(t.device).cuda_stream)
+
+
+def _cupy_stream(a: Any) -> int:
+    cupy = sys.modules["cupy"]
+    return int(cupy.cuda.get_current_stream().ptr)
+
+
+def _to_family(family: str, arr: Any) -> Any:
+    if family == "torch":
+        return sys.modules["torch"].from_dlpack(arr)
+    if family == "cupy":
+        return sys.modules["cupy"].from_dlpack(arr)
+    return arr
+
+
+class Engine:
+    """A TensorRT engine ready to run on one GPU.
+
+    Create with :meth:`from_onnx` (build or reuse a cached engine) or :meth:`load`; call it with inputs.
+    """
+
+    def __init__(self, loaded: LoadedEngine) -> None:
+        self._loaded = loaded
+
+    # ---- construction ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_onnx(
+        cls,
+        model: Any,
+        *,
+        shapes: Any = None,
+        config: BuildConfig | None = None,
+        cache: EngineCache | str | os.PathLike[str] | bool = True,
+        backend: str | Backend | None = None,
+        device: int = 0,
+        on_incompatible: OnIncompatible = "rebuild",
+        progress: Any = None,
+    ) -> Engine:
+        """Build an engine from an ONNX model, or reuse the cached one, and load it on ``device``.
+
+        ``cache``: True for the default :class:`~trtkit.cache.EngineCache`, a directory or an EngineCache,
+        False to always build. A cached engine that no longer fits this GPU or TensorRT is rebuilt
+        (``on_incompatible="rebuild"``), rebuilt with a warning (``"warn"``) or reported (``"error"``).
+        """
+        from .backend import Backend, get_backend
+        from .builder import build_engine
+        from .cache import EngineCache
+        from .onnx_model import load_onnx
+        from .profiles import normalize_profiles
+        from .runtime import load_engine as _load
+
+        if on_incompatible not in ("rebuild", "warn", "error"):
+            raise ValueError(f"on_incompatible must be 'rebuild', 'warn' or 'error', got {on_incompatible!r}")
+        be = backend if isinstance(backend, Backend) else get_backend(backend)
+        if cache is False:
+            built = build_engine(model, shapes=shapes, config=config, backend=be, progress=progress)
+            return cls(_load(built, device=device, backend=be))
+        store = cache if isinstance(cache, EngineCache) else EngineCache(None if cache is True else cache)
+        onnx_model = load_onnx(model)
+        built, hit = store.get_or_build(onnx_model, shapes=shapes, config=config, backend=be, progress=progress)
+        try:
+            return cls(_load(built, device=device, backend=be))
+        except EngineIncompatibleError as exc:
+            if not hit or on_incompatible == "error":
+                raise
+            msg = f"cached engine does not fit here ({exc.message}); rebuilding"
+            if on_incompatible == "warn":
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            else:
+                _log.info(msg)
+            from .builder import BuildConfig
+
+            key = store.key(onnx_model, normalize_profiles(shapes), config or BuildConfig(), be)
+            with store.lock(key):
+                store.remove(key)
+            built, _ = store.get_or_build(onnx_model, shapes=shapes, config=config, backend=be, progress=progress)
+            return cls(_load(built, device=device, backend=be))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | bytes | BuiltEngine, *, device: int = 0,
+             backend: str | Backend | None = None) -> Engine:
+        """Load an engine file (with or without trtkit's manifest), plan bytes or a BuiltEngine."""
+        from .runtime import load_engine as _load
+
+        return cls(_load(path, device=device, backend=backend))
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the plan (and the manifest, when there is one) to ``path``."""
+        from .files import atomic_write
+        from .manifest import manifest_path, write_engine_file
+
+        p = Path(path)
+        if self._loaded.manifest is not None:
+            return write_engine_file(p, self._loaded.plan, self._loaded.manifest)
+        atomic_write(p, self._loaded.plan)
+        manifest_path(p).unlink(missing_ok=True)
+        return p
+
+    # ---- description ---------------------------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> LoadedEngine:
+        """The lower-level :class:`~trtkit.runtime.LoadedEngine`."""
+        return self._loaded
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._loaded.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self._loaded.outputs
+
+    @property
+    def manifest(self) -> Manifest | None:
+        return self._loaded.manifest
+
+    @property
+    def device(self) -> int:
+        return self._loaded.device_index
+
+    def _rows(self) -> list[tuple[str, str, str, str]]:
+        rows: list[tuple[str, str, str, str]] = []
+        for t in (*self.inputs, *self.outputs):
+            ranges = "; ".join(f"p{i}: {r}" for i, r in enumerate(t.profiles))
+            rows.append((t.mode, t.name, f"{t.dtype.name}[{', '.join(str(d) for d in t.shape)}]", ranges))
+        return rows
+
+    def __repr__(self) -> str:
+        le = self._loaded
+        lines = [f"Engine({le.source!r}, {le.backend.label}, cuda:{le.device_index} {le.device_info.name})"]
+        lines += [f"  {m:<6} {n}: {s}" + (f"  ({r})" if r else "") for m, n, s, r in self._rows()]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        le = self._loaded
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self._rows()
+        )
+        return (f"<b>trtkit Engine</b> {html.escape(le.source)} &mdash; {html.escape(le.backend.label)}, "
+                f"cuda:{le.device_index} {html.escape(le.device_info.name)}"
+                "<table><tr><th>mode</th><th>name</th><th>dtype[shape]</th><th>profiles</th></tr>"
+                f"{body}</table>")
+
+    # ---- running -------------------------------------------------------------------------------------------
+
+    def __call__(self, inputs: Any = None, /, **named: Any) -> dict[str, Any]:
+        """Run once. ``inputs``: a dict by name, a sequence in input order, or one array for a one-input model
+        (or pass inputs as keywords). Returns outputs by name in the caller's array family."""
+        if inputs is None:
+            inputs = named
+        elif named:
+            raise InputError("pass inputs either positionally or as keywords, not both")
+        return self.infer(inputs)
+
+    def infer(self, inputs: Any, *, outputs: Mapping[str, Any] | None = None, stream: Any = None) -> dict[str, Any]:
+        """Like calling the engine; also takes output buffers and a stream (see :meth:`Context.infer`)."""
+        first = next(iter(inputs.values())) if isinstance(inputs, Mapping) and inputs else (
+            inputs[0] if isinstance(inputs, list | tuple) and inputs else inputs)
+        family = _family(first)
+        if stream is None and family == "torch":
+            stream = _torch_stream(first)
+        elif stream is None and family == "cupy":
+            stream = _cupy_stream(first)
+        result = self._loaded.infer(inputs, outputs=outputs, stream=stream)
+        if family in ("torch", "cupy"):
+            provided = outputs or {}
+            return {k: v if k in provided else _to_family(family, v) for k, v in result.items()}
+        return result
+
+    def create_context(self, *, stream: Any = None, cuda_graph: bool = False) -> Any:
+        """A dedicated :class:`~trtkit.runtime.Context` (own stream) for concurrent or async calls."""
+        return self._loaded.create_context(stream=stream, cuda_graph=cuda_graph)
+
+    def empty_pinned(self, name: str, shape: Any = None) -> Any:
+        """A pinned NumPy array for tensor ``name`` (no staging copy when used as input or output)."""
+        return self._loaded.empty_pinned(name, shape=shape)
+
+    def benchmark(self, **kwargs: Any) -> BenchResult | list[BenchResult]:
+        """Measure as trtexec does; see :func:`trtkit.bench.benchmark`."""
+        from .bench import benchmark
+
+        return benchmark(self._loaded, **kwargs)
+
+    def memory_stats(self) -> dict[str, Any]:
+        return self._loaded.memory_stats()
+
+    def release_memory(self) -> None:
+        self._loaded.release_memory()
+
+    def close(self) -> None:
+        self._loaded.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_engine(path: str | os.PathLike[str] | bytes | BuiltEngine, *, device: int = 0,
+                backend: str | Backend | None = None) -> Engine:
+    """Shortcut for :meth:`Engine.load`."""
+    return Engine.load(path, device=device, backend=backend)

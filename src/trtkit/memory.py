@@ -1,0 +1,559 @@
+"""Device and pinned host memory on cuda.core: stream-ordered pools, streams, copies and array views.
+
+This module and :mod:`trtkit.gpu` are the only ones that import cuda-python (lazily).
+
+* :class:`DevicePool`: a stream-ordered device pool (``cuda.core.DeviceMemoryResource`` owning its own pool);
+  allocations are freed in stream order and the pool keeps freed memory cached (release threshold = max),
+  so steady-state calls reuse memory without asking the driver. :meth:`DevicePool.stats` reports bytes in
+  use, reserved and the high-water mark; :meth:`DevicePool.release` trims cached memory.
+* :class:`PinnedPool`: page-locked host memory for staging copies and for arrays users fill directly
+  (``cuda.core.PinnedMemoryResource``, falling back to ``LegacyPinnedMemoryResource`` where the device has no
+  host memory pools).
+* :func:`make_gpu_allocator`: a ``trt.IGpuAsyncAllocator`` that serves TensorRT's scratch allocations from a
+  :class:`DevicePool`.
+* :func:`view_device_array`: a zero-copy view of any CUDA array (DLPack or ``__cuda_array_interface__``).
+
+Ownership: every :class:`cuda.core.Buffer` returned here owns its memory and frees it, in stream order, on
+``close(stream)`` or when garbage collected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .errors import CudaError, DependencyError
+
+__all__ = [
+    "DeviceArray",
+    "DevicePool",
+    "PinnedPool",
+    "PoolStats",
+    "StreamLike",
+    "copy_async",
+    "device",
+    "make_gpu_allocator",
+    "new_stream",
+    "stream_handle",
+    "to_stream",
+    "view_device_array",
+]
+
+StreamLike = Any
+"""A cuda.core ``Stream``, an object with ``__cuda_stream__`` (cuda.core, CuPy >= 13), a PyTorch stream
+(``.cuda_stream``), a CuPy stream (``.ptr``) or a raw ``cudaStream_t`` as int."""
+
+_INSTALL: Final = "pip install cuda-python"
+_MAX_U64: Final = (1 << 64) - 1
+
+
+@functools.cache
+def _core() -> Any:
+    try:
+        import cuda.core as core
+    except ImportError as exc:  # pragma: no cover - cuda-core is a dependency
+        raise DependencyError(f"cuda-core is required to run engines: {_INSTALL} ({exc})") from exc
+    return core
+
+
+@functools.cache
+def _rt() -> Any:
+    from .gpu import cudart
+
+    return cudart()
+
+
+def _check(result: Any, what: str) -> Any:
+    from .gpu import check
+
+    return check(result, what)
+
+
+def device(index: int) -> Any:
+    """``cuda.core.Device(index)``, made current on this thread.
+
+    Raises:
+        CudaError: no driver, no GPU or no such device.
+    """
+    core = _core()
+    try:
+        dev = core.Device(index)
+        dev.set_current()
+    except Exception as exc:
+        if isinstance(exc, CudaError):
+            raise
+        raise CudaError(
+            f"cannot use CUDA device {index} ({type(exc).__name__}: {exc}). Engines run only on a machine with "
+            "an NVIDIA GPU and driver; check nvidia-smi and the device index."
+        ) from exc
+    return dev
+
+
+def new_stream(dev: Any) -> Any:
+    """A new non-blocking stream on ``dev`` (never the legacy default stream)."""
+    return dev.create_stream()
+
+
+def stream_handle(stream: StreamLike) -> int:
+    """The ``cudaStream_t`` of any stream-like object, as int."""
+    if isinstance(stream, int):
+        return stream
+    proto = getattr(stream, "__cuda_stream__", None)
+    if proto is not None:
+        return int(proto()[1])
+    for attr in ("cuda_stream", "ptr", "handle"):
+        value = getattr(stream, attr, None)
+        if value is not None:
+            return int(value)
+    raise TypeError(
+        f"cannot use {type(stream).__name__} as a CUDA stream; pass a cuda.core Stream, a PyTorch or CuPy "
+        "stream, or a cudaStream_t as int"
+    )
+
+
+def to_stream(stream: StreamLike) -> Any:
+    """A cuda.core ``Stream`` for any stream-like object (foreign streams are borrowed, not owned)."""
+    core = _core()
+    if isinstance(stream, core.Stream):
+        return stream
+    return core.Stream.from_handle(stream_handle(stream))
+
+
+# ---- pools -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """Bytes a pool holds. ``allocations`` counts every allocation trtkit asked the pool for."""
+
+    in_use: int
+    reserved: int
+    high_water: int
+    reserved_high_water: int
+    allocations: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "in_use": self.in_use,
+            "reserved": self.reserved,
+            "high_water": self.high_water,
+            "reserved_high_water": self.reserved_high_water,
+            "allocations": self.allocations,
+        }
+
+
+class DevicePool:
+    """A stream-ordered device memory pool owned by trtkit, on one device.
+
+    ``allocate(n, stream)`` returns a ``cuda.core.Buffer``; ``buffer.close(stream)`` frees it in stream order.
+    Freed memory stays reserved for reuse until :meth:`release`.
+    """
+
+    def __init__(self, device_index: int = 0, *, max_size: int = 0) -> None:
+        core = _core()
+        self.device_index = device_index
+        self.device = device(device_index)
+        self._mr = core.DeviceMemoryResource(
+            self.device, core.DeviceMemoryResourceOptions(max_size=max_size)
+        )
+        try:
+            self._mr.attributes.release_threshold = _MAX_U64
+        except Exception:  # pragma: no cover - attribute read-only on some versions
+            self._set_release_threshold(_MAX_U64)
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def _set_release_threshold(self, value: int) -> None:
+        from cuda.bindings import driver
+
+        attr = driver.CUmemPool_attribute.CU_MEMPOOL_ATTR_RELEASE_THRESHOLD
+        _check(driver.cuMemPoolSetAttribute(self._mr.handle, attr, driver.cuuint64_t(value)),
+               "cuMemPoolSetAttribute")
+
+    @property
+    def resource(self) -> Any:
+        """The underlying ``cuda.core.DeviceMemoryResource``."""
+        return self._mr
+
+    def allocate(self, nbytes: int, stream: Any) -> Any:
+        """A buffer of ``nbytes`` (at least 1) allocated in stream order on ``stream`` (a cuda.core Stream)."""
+        self._count += 1
+        try:
+            return self._mr.allocate(max(1, nbytes), stream=stream)
+        except Exception as exc:
+            raise CudaError(
+                f"could not allocate {nbytes} bytes on CUDA device {self.device_index} ({exc}); "
+                f"pool holds {self.stats().reserved} bytes. Free memory or use smaller shapes."
+            ) from exc
+
+    def stats(self) -> PoolStats:
+        """Current statistics (bytes in use, reserved, high-water marks, allocation count)."""
+        a = self._mr.attributes
+        return PoolStats(
+            in_use=int(a.used_mem_current),
+            reserved=int(a.reserved_mem_current),
+            high_water=int(a.used_mem_high),
+            reserved_high_water=int(a.reserved_mem_high),
+            allocations=self._count,
+        )
+
+    def release(self, keep_bytes: int = 0) -> None:
+        """Return cached (freed but reserved) memory to the driver, keeping at most ``keep_bytes``.
+
+        Synchronizes the device first so pending stream-ordered frees have completed.
+        """
+        from cuda.bindings import driver
+
+        self.device.sync()
+        _check(driver.cuMemPoolTrimTo(self._mr.handle, keep_bytes), "cuMemPoolTrimTo")
+
+    def close(self) -> None:
+        self._mr.close()
+
+
+class PinnedPool:
+    """Page-locked host memory: a stream-ordered pinned pool, or legacy ``cudaMallocHost`` as fallback."""
+
+    def __init__(self, device_index: int = 0) -> None:
+        core = _core()
+        self.device = device(device_index)
+        self.stream_ordered = False
+        mr: Any = None
+        try:
+            if bool(self.device.properties.host_memory_pools_supported):
+                mr = core.PinnedMemoryResource(core.PinnedMemoryResourceOptions())
+                self.stream_ordered = True
+        except Exception:  # pragma: no cover - depends on driver support
+            mr = None
+        if mr is None:
+            mr = core.LegacyPinnedMemoryResource()
+        self._mr = mr
+        if self.stream_ordered:
+            with contextlib.suppress(Exception):
+                self._mr.attributes.release_threshold = _MAX_U64
+        self._count = 0
+
+    @property
+    def kind(self) -> str:
+        return "PinnedMemoryResource" if self.stream_ordered else "LegacyPinnedMemoryResource"
+
+    def allocate(self, nbytes: int, stream: Any) -> Any:
+        """A pinned host buffer of ``nbytes`` (stream-ordered when the pool supports it)."""
+        self._count += 1
+        try:
+            return self._mr.allocate(max(1, nbytes), stream=stream)
+        except TypeError:  # legacy resource on versions without a stream keyword
+            return self._mr.allocate(max(1, nbytes))
+        except Exception as exc:
+            raise CudaError(f"could not allocate {nbytes} bytes of pinned host memory ({exc})") from exc
+
+    def stats(self) -> PoolStats | None:
+        """Statistics for stream-ordered pinned pools; None for the legacy allocator."""
+        if not self.stream_ordered:
+            return None
+        a = self._mr.attributes
+        return PoolStats(int(a.used_mem_current), int(a.reserved_mem_current), int(a.used_mem_high),
+                         int(a.reserved_mem_high), self._count)
+
+    def empty(self, shape: tuple[int, ...], dtype: Any, stream: Any) -> Any:
+        """A NumPy array in pinned memory. The array keeps its buffer alive; the memory returns to the pool
+        when the array is garbage collected."""
+        import numpy as np
+
+        dt = np.dtype(dtype)
+        count = 1
+        for d in shape:
+            count *= int(d)
+        buf = self.allocate(count * dt.itemsize, stream)
+        return host_array(buf, shape, dt)
+
+
+def host_array(buf: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """A NumPy array viewing host-accessible ``buf`` (kept alive by the array)."""
+    import numpy as np
+
+    dt = np.dtype(dtype)
+    count = 1
+    for d in shape:
+        count *= int(d)
+    nbytes = count * dt.itemsize
+    raw = (ctypes.c_byte * max(1, int(buf.size))).from_address(int(buf.handle))
+    raw._trtkit_owner = buf  # type: ignore[attr-defined]  # keeps the pinned buffer alive with the array
+    return np.frombuffer(raw, dtype=dt, count=count if nbytes else 0).reshape(shape)  # type: ignore[call-overload]
+
+
+# ---- copies ----------------------------------------------------------------------------------------------
+
+
+def copy_async(dst: int, src: int, nbytes: int, stream: int) -> None:
+    """``cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, stream)`` with addresses as ints."""
+    if nbytes <= 0:
+        return
+    rt = _rt()
+    (err,) = rt.cudaMemcpyAsync(dst, src, nbytes, rt.cudaMemcpyKind.cudaMemcpyDefault, stream)
+    if int(err) != 0:
+        _check((err,), f"cudaMemcpyAsync({nbytes} bytes)")
+
+
+def stream_wait_event(stream: int, event: int) -> None:
+    rt = _rt()
+    _check(rt.cudaStreamWaitEvent(stream, event, 0), "cudaStreamWaitEvent")
+
+
+def is_capturing(stream: int) -> bool:
+    rt = _rt()
+    status = _check(rt.cudaStreamIsCapturing(stream), "cudaStreamIsCapturing")
+    return int(status) != int(rt.cudaStreamCaptureStatus.cudaStreamCaptureStatusNone)
+
+
+# ---- device array views ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ArrayView:
+    """Where a CUDA array lives and how it is laid out."""
+
+    ptr: int
+    shape: tuple[int, ...]
+    dtype: Any
+    """NumPy dtype, or None when NumPy has no name for it."""
+    strides: tuple[int, ...] | None
+    """In elements; None means C-contiguous."""
+    device_id: int
+    is_device: bool
+    owner: Any
+
+
+def view_device_array(obj: Any, stream: int | None) -> ArrayView:
+    """A zero-copy view of a CUDA array (DLPack first, then ``__cuda_array_interface__``).
+
+    With ``stream`` given, the producer's pending work is ordered before ``stream`` (DLPack: the producer
+    does it in ``__dlpack__(stream=...)``; CAI: an event wait on the producer's stream).
+    """
+    from cuda.core.utils import StridedMemoryView
+
+    sp = -1 if stream is None else stream
+    try:
+        v = StridedMemoryView.from_any_interface(obj, stream_ptr=sp)
+    except Exception as exc:
+        raise TypeError(f"cannot view {type(obj).__name__} as a CUDA array: {exc}") from exc
+    strides = v.strides
+    return ArrayView(
+        ptr=int(v.ptr),
+        shape=tuple(int(d) for d in v.shape),
+        dtype=v.dtype,
+        strides=None if strides is None else tuple(int(s) for s in strides),
+        device_id=int(v.device_id),
+        is_device=bool(v.is_device_accessible) and int(v.device_id) >= 0,
+        owner=v,
+    )
+
+
+class DeviceArray:
+    """A device tensor trtkit returns: pool memory exportable by DLPack and ``__cuda_array_interface__``.
+
+    The data is ready once the producing stream (``.stream``) reaches this point; DLPack and CAI consumers
+    are ordered after it. Memory returns to the pool, in stream order, when the array is garbage collected.
+    """
+
+    __slots__ = ("_buffer", "_view", "dtype", "shape", "stream")
+
+    def __init__(self, buffer: Any, shape: tuple[int, ...], dtype: Any, stream: Any) -> None:
+        from cuda.core.utils import StridedMemoryView
+
+        self._buffer = buffer
+        self.shape = shape
+        self.dtype = dtype
+        self.stream = stream
+        self._view = StridedMemoryView.from_buffer(buffer, shape, dtype=dtype)
+
+    @property
+    def ptr(self) -> int:
+        return int(self._buffer.handle)
+
+    @property
+    def nbytes(self) -> int:
+        n = int(self.dtype.itemsize)
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def buffer(self) -> Any:
+        return self._buffer
+
+    def __repr__(self) -> str:
+        return f"DeviceArray(shape={self.shape}, dtype={self.dtype}, device={self._buffer.device_id})"
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (2, int(self._buffer.device_id))
+
+    def __dlpack__(self, *, stream: Any = None, **kwargs: Any) -> Any:
+        own = stream_handle(self.stream)
+        if stream is not None and stream != -1 and int(stream) != own:
+            consumer = 0 if stream in (1, 2) else int(stream)
+            ev = self.stream.record()
+            stream_wait_event(consumer, int(ev.handle))
+        return self._view.__dlpack__(stream=-1, **kwargs) if kwargs else self._view.__dlpack__(stream=-1)
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        return {
+            "shape": self.shape,
+            "typestr": self.dtype.str,
+            "data": (self.ptr, False),
+            "strides": None,
+            "version": 3,
+            "stream": stream_handle(self.stream) or None,
+        }
+
+    def numpy(self) -> Any:
+        """Copy to a new NumPy array (waits for the producing stream)."""
+        import numpy as np
+
+        out = np.empty(self.shape, self.dtype)
+        handle = stream_handle(self.stream)
+        copy_async(out.ctypes.data, self.ptr, self.nbytes, handle)
+        self.stream.sync()
+        return out
+
+
+# ---- TensorRT's allocators -------------------------------------------------------------------------------
+
+
+def _address(memory: Any) -> int:
+    if isinstance(memory, int):
+        return memory
+    if memory is None:
+        return 0
+    try:
+        return int(memory)
+    except TypeError:
+        get = ctypes.pythonapi.PyCapsule_GetPointer
+        get.restype = ctypes.c_void_p
+        get.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        return int(get(memory, None) or 0)
+
+
+class _StreamCache:
+    def __init__(self, fallback: Any) -> None:
+        self._fallback = fallback
+        self._streams: dict[int, Any] = {}
+
+    def get(self, handle: int) -> Any:
+        if handle == 0:
+            return self._fallback
+        s = self._streams.get(handle)
+        if s is None:
+            s = to_stream(handle)
+            self._streams[handle] = s
+        return s
+
+
+def _detect_stream_position(args: tuple[Any, ...]) -> int:
+    """Index (2 or 3) of the stream in ``allocate_async``'s trailing ``(flags, stream)`` / ``(stream, flags)``.
+
+    Facts file: TRT binding sources up to 11.1 pass ``(size, alignment, stream, flags)``; the docs and RTX 1.7
+    pass ``(size, alignment, flags, stream)``. Flags arrive as a ``trt.AllocatorFlag`` (has ``.name``) or
+    a small bit mask; a stream is a pointer-sized int.
+    """
+    a, b = args[2], args[3]
+    if hasattr(a, "name") and not hasattr(b, "name"):
+        return 3
+    if hasattr(b, "name") and not hasattr(a, "name"):
+        return 2
+    return 2 if int(a) > int(b) else 3
+
+
+def make_gpu_allocator(trt: Any, pool: DevicePool, fallback_stream: Any) -> Any:
+    """A ``trt.IGpuAsyncAllocator`` serving TensorRT's own allocations from ``pool``.
+
+    Assign it to ``runtime.gpu_allocator``. Allocations are stream-ordered on the stream TensorRT passes
+    (``fallback_stream`` for the legacy stream 0); frees are ordered on the stream TensorRT frees on.
+    """
+    base = trt.IGpuAsyncAllocator
+    live: dict[int, Any] = {}
+    lock = threading.Lock()
+    streams = _StreamCache(fallback_stream)
+    position: list[int] = []
+
+    def _alloc(size: int, stream: int) -> int:
+        if size <= 0:
+            return 0
+        buf = pool.allocate(int(size), streams.get(int(stream)))
+        addr = int(buf.handle)
+        with lock:
+            live[addr] = buf
+        return addr
+
+    def _free(memory: Any, stream: int) -> bool:
+        addr = _address(memory)
+        with lock:
+            buf = live.pop(addr, None)
+        if buf is None:
+            return addr == 0
+        buf.close(streams.get(int(stream)))
+        return True
+
+    class _PoolAllocator(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.live = live
+
+        def allocate_async(self, *args: Any) -> int:
+            if not position:
+                position.append(_detect_stream_position(args))
+            return _alloc(int(args[0]), int(args[position[0]]))
+
+        def deallocate_async(self, memory: Any, stream: Any) -> bool:
+            return _free(memory, int(stream))
+
+        def allocate(self, size: int, alignment: int, flags: Any) -> int:
+            return _alloc(int(size), 0)
+
+        def deallocate(self, memory: Any) -> bool:
+            return _free(memory, 0)
+
+        def reallocate(self, address: Any, alignment: int, new_size: int) -> int:
+            return 0  # TensorRT docs: returning null from reallocate means "not supported"; it then allocates.
+
+    return _PoolAllocator()
+
+
+def make_output_allocator(trt: Any, pool: DevicePool, streams: Callable[[int], Any]) -> Any:
+    """A ``trt.IOutputAllocator`` for outputs whose shape depends on the data (NonZero and the like).
+
+    TensorRT calls ``reallocate_output_async`` with the size it needs (grow-only buffer per tensor, from
+    ``pool``) and ``notify_shape`` with the final shape once known.
+    """
+    base = trt.IOutputAllocator
+
+    class _PoolOutputAllocator(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.buffers: dict[str, Any] = {}
+            self.shapes: dict[str, tuple[int, ...]] = {}
+
+        def reallocate_output_async(self, name: str, memory: Any, size: int, alignment: int,
+                                    stream: Any) -> int:
+            buf = self.buffers.get(name)
+            if buf is None or int(buf.size) < int(size):
+                s = streams(int(stream))
+                if buf is not None:
+                    buf.close(s)
+                buf = pool.allocate(max(int(size), 1), s)
+                self.buffers[name] = buf
+            return int(buf.handle)
+
+        def reallocate_output(self, name: str, memory: Any, size: int, alignment: int) -> int:
+            return self.reallocate_output_async(name, memory, size, alignment, 0)
+
+        def notify_shape(self, name: str, shape: Any) -> None:
+            self.shapes[name] = tuple(int(d) for d in shape)
+
+    return _PoolOutputAllocator()

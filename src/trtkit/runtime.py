@@ -1,0 +1,1050 @@
+"""The runtime: load an engine, check it fits this GPU and backend, and run it.
+
+Layers, each usable alone:
+
+* pure functions CI tests without CUDA: :func:`check_compatibility`, :func:`describe_tensors`,
+  :func:`normalize_inputs`, :func:`validate_inputs`, :func:`select_profile`;
+* :func:`load_engine` -> :class:`LoadedEngine` (one GPU, a device pool and a pinned pool, a pool of contexts);
+* :class:`Context`: one ``IExecutionContext`` with its own stream. ``infer`` picks the tightest profile, sets
+  shapes, infers output shapes, binds addresses, runs ``execute_async_v3`` (or replays a CUDA graph captured for
+  the same shapes and addresses) and checks every TensorRT return value.
+
+Arrays: NumPy inputs are staged through pinned memory (trtkit's own pinned arrays, from
+:meth:`LoadedEngine.empty_pinned`, are copied directly); NumPy callers get NumPy outputs in pinned memory.
+CUDA arrays (PyTorch, CuPy, cuda.core; DLPack or ``__cuda_array_interface__``) are used in place; their
+callers get :class:`~trtkit.memory.DeviceArray` outputs from the device pool.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import difflib
+import math
+import os
+import queue
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from . import dtypes
+from .backend import Backend, CudaEngine, ExecutionContext, get_backend
+from .dtypes import DType
+from .errors import (
+    ClosedError,
+    EngineFileError,
+    EngineIncompatibleError,
+    ExecutionError,
+    InputError,
+    UnsupportedFeatureError,
+)
+from .log import get_logger
+from .manifest import Manifest, read_engine_file
+from .profiles import Shape, ShapeRange, format_shape
+
+if TYPE_CHECKING:
+    from .builder import BuiltEngine
+    from .gpu import DeviceInfo
+    from .memory import DevicePool, PinnedPool
+
+__all__ = [
+    "ArrayInfo",
+    "Context",
+    "InferHandle",
+    "LoadedEngine",
+    "TensorSpec",
+    "check_compatibility",
+    "describe_array",
+    "describe_tensors",
+    "load_engine",
+    "normalize_inputs",
+    "select_profile",
+    "validate_inputs",
+]
+
+_log = get_logger("runtime")
+_CHUNK: Final = 8 << 20
+_MAX_GRAPHS: Final = 16
+
+
+# ======================================================================================================
+# Tensor specs and pure checks
+# ======================================================================================================
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One engine I/O tensor. ``-1`` in ``shape`` marks a dynamic dim; ``profiles[i]`` is its range in
+    optimization profile ``i`` (inputs only; values for shape tensors)."""
+
+    name: str
+    mode: Literal["input", "output"]
+    dtype: DType
+    shape: Shape
+    location: Literal["device", "host"] = "device"
+    is_shape_tensor: bool = False
+    profiles: tuple[ShapeRange, ...] = ()
+
+    @property
+    def is_input(self) -> bool:
+        return self.mode == "input"
+
+    @property
+    def is_dynamic(self) -> bool:
+        return any(d < 0 for d in self.shape)
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.dtype.name} [{', '.join(str(d) for d in self.shape)}])"
+
+    def __repr__(self) -> str:
+        return f"TensorSpec({self.mode} {self.name!r}: {self.dtype.name}[{format_shape(self.shape)}])"
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """What trtkit learned about one array passed in: where it lives, its layout, its address."""
+
+    kind: Literal["host", "device"]
+    shape: Shape
+    dtype: str
+    """trtkit dtype name, or the foreign name when TensorRT has no such type (e.g. ``float64``)."""
+    contiguous: bool = True
+    device: int = -1
+    ptr: int = 0
+    pinned: bool = False
+    obj: Any = None
+
+
+def _trt_mode(value: Any) -> str:
+    return str(getattr(value, "name", value)).rsplit(".", 1)[-1].upper()
+
+
+def describe_tensors(engine: CudaEngine) -> tuple[TensorSpec, ...]:
+    """Read every I/O tensor of a deserialized engine (inputs first, engine order kept)."""
+    n_prof = int(engine.num_optimization_profiles)
+    specs: list[TensorSpec] = []
+    for i in range(int(engine.num_io_tensors)):
+        name = engine.get_tensor_name(i)
+        mode = _trt_mode(engine.get_tensor_mode(name))
+        if mode not in ("INPUT", "OUTPUT"):
+            continue
+        is_input = mode == "INPUT"
+        shape = tuple(int(d) for d in engine.get_tensor_shape(name))
+        location: Literal["device", "host"] = (
+            "host" if _trt_mode(engine.get_tensor_location(name)) == "HOST" else "device")
+        is_shape = bool(engine.is_shape_inference_io(name)) if is_input else False
+        ranges: list[ShapeRange] = []
+        if is_input:
+            for p in range(n_prof):
+                if is_shape:
+                    lo, opt, hi = engine.get_tensor_profile_values(p, name)  # positional: keywords are swapped
+                else:
+                    lo, opt, hi = engine.get_tensor_profile_shape(name, p)
+                ranges.append(ShapeRange(tuple(lo), tuple(opt), tuple(hi)))
+        specs.append(TensorSpec(
+            name=name, mode="input" if is_input else "output", dtype=dtypes.from_trt(engine.get_tensor_dtype(name)),
+            shape=shape, location=location, is_shape_tensor=is_shape, profiles=tuple(ranges),
+        ))
+    return tuple([s for s in specs if s.is_input] + [s for s in specs if not s.is_input])
+
+
+def normalize_inputs(inputs: Sequence[TensorSpec], given: Any) -> dict[str, Any]:
+    """Accept a mapping by name, a sequence in input order, or a single array for a one-input engine."""
+    names = [s.name for s in inputs]
+    if isinstance(given, Mapping):
+        for key in given:
+            if not isinstance(key, str):
+                raise InputError(f"input names must be strings, got {key!r}; the engine's inputs are {names}")
+        return dict(given)
+    if isinstance(given, list | tuple):
+        if len(given) != len(names):
+            raise InputError(
+                f"got {len(given)} input arrays but the engine has {len(names)} inputs ({', '.join(names)}); "
+                "pass them in this order, or as a dict by name"
+            )
+        return dict(zip(names, given, strict=True))
+    if len(names) != 1:
+        raise InputError(
+            f"a single array was passed but the engine has {len(names)} inputs ({', '.join(names)}); "
+            "pass a dict by name or a sequence in this order"
+        )
+    return {names[0]: given}
+
+
+_NP_TO_TRTKIT: dict[str, str] = {d.numpy_name: d.name for d in dtypes.all_dtypes() if d.numpy_name}
+
+
+def _c_contiguous(shape: Shape, strides: tuple[int, ...] | None) -> bool:
+    if strides is None:
+        return True
+    expect = 1
+    for d, s in zip(reversed(shape), reversed(strides), strict=True):
+        if d != 1 and s != expect:
+            return False
+        expect *= d
+    return True
+
+
+def _is_trtkit_pinned(arr: Any) -> bool:
+    base = arr
+    for _ in range(4):
+        base = getattr(base, "base", None)
+        if base is None:
+            return False
+        if hasattr(base, "_trtkit_owner"):
+            return True
+    return False
+
+
+def describe_array(obj: Any, stream: int | None = None) -> ArrayInfo:
+    """Inspect one input array without copying it. CUDA arrays are viewed through DLPack or
+    ``__cuda_array_interface__`` (ordered before ``stream`` when given); other objects through NumPy."""
+    import numpy as np
+
+    if not isinstance(obj, np.ndarray):
+        dl_device = getattr(obj, "__dlpack_device__", None)
+        on_cpu = dl_device is not None and int(dl_device()[0]) == 1
+        if not on_cpu and (hasattr(obj, "__cuda_array_interface__") or dl_device is not None):
+            from .memory import view_device_array
+
+            v = view_device_array(obj, stream)
+            np_name = v.dtype.name if v.dtype is not None else "unknown"
+            return ArrayInfo("device" if v.is_device else "host", v.shape, _NP_TO_TRTKIT.get(np_name, np_name),
+                             _c_contiguous(v.shape, v.strides), v.device_id if v.is_device else -1, v.ptr,
+                             obj=(obj, v.owner))
+        obj = np.from_dlpack(obj) if on_cpu else np.asarray(obj)
+    name = obj.dtype.name
+    return ArrayInfo("host", obj.shape, _NP_TO_TRTKIT.get(name, name), bool(obj.flags.c_contiguous), -1, 0,
+                     _is_trtkit_pinned(obj), obj)
+
+
+def validate_inputs(inputs: Sequence[TensorSpec], arrays: Mapping[str, ArrayInfo], *, device: int) -> None:
+    """Check names, dtypes, ranks, fixed dims, layout and device; raise one InputError listing every problem.
+
+    Dims outside every profile are reported by :func:`select_profile`.
+    """
+    problems: list[str] = []
+    by_name = {s.name: s for s in inputs}
+    for name in arrays:
+        if name not in by_name:
+            close = difflib.get_close_matches(name, list(by_name), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"unknown input {name!r}{hint}")
+    for spec in inputs:
+        info = arrays.get(spec.name)
+        if info is None:
+            problems.append(f"missing input {spec.describe()}")
+            continue
+        if info.dtype != spec.dtype.name:
+            problems.append(f"input {spec.name!r} has dtype {info.dtype}; the engine expects {spec.dtype.name}")
+        if spec.is_shape_tensor:
+            continue
+        if len(info.shape) != len(spec.shape):
+            problems.append(f"input {spec.name!r} has rank {len(info.shape)} ({format_shape(info.shape)}); the "
+                            f"engine expects rank {len(spec.shape)} ({format_shape(spec.shape)})")
+        else:
+            for axis, (got, want) in enumerate(zip(info.shape, spec.shape, strict=True)):
+                if want >= 0 and got != want:
+                    problems.append(f"input {spec.name!r} dim {axis} is {got}; the engine fixes it to {want} "
+                                    f"({format_shape(spec.shape)})")
+        if not info.contiguous:
+            problems.append(f"input {spec.name!r} is not C-contiguous; pass a contiguous array "
+                            "(np.ascontiguousarray(x), x.contiguous(), cupy.ascontiguousarray(x))")
+        if info.kind == "device" and info.device != device:
+            problems.append(f"input {spec.name!r} is on CUDA device {info.device}; the engine lives on device "
+                            f"{device}. Move it there (x.to('cuda:{device}')) or load the engine with device="
+                            f"{info.device}")
+    if problems:
+        raise InputError("the inputs do not match the engine:\n  - " + "\n  - ".join(problems))
+
+
+def select_profile(inputs: Sequence[TensorSpec], shapes: Mapping[str, Shape], *, prefer: int | None = None) -> int:
+    """The tightest optimization profile containing every input shape (smallest total max volume; ties go
+    to ``prefer``, then the lowest index). Raises InputError listing the profiles when none fits."""
+    dims = [s for s in inputs if not s.is_shape_tensor]
+    n = len(inputs[0].profiles) if inputs else 0
+    if n == 0:
+        return 0
+    best, best_cost = -1, (math.inf, 1, 0)
+    for p in range(n):
+        if all(s.profiles[p].contains(shapes[s.name]) for s in dims):
+            cost = (sum(math.prod(s.profiles[p].max) for s in dims), 0 if p == prefer else 1, p)
+            if cost < best_cost:
+                best, best_cost = p, cost
+    if best < 0:
+        given = ", ".join(f"{s.name} {format_shape(shapes[s.name])}" for s in dims)
+        listing = "\n".join(
+            f"  profile {p}: " + ", ".join(f"{s.name}: {s.profiles[p]}" for s in dims) for p in range(n)
+        )
+        raise InputError(
+            f"no optimization profile of the engine accepts these input shapes: {given}.\nThe engine's profiles:\n"
+            f"{listing}\nUse shapes inside one profile, or rebuild the engine with a profile that covers them "
+            "(--minShapes/--optShapes/--maxShapes, or shapes={name: (min, opt, max)})."
+        )
+    return best
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    out = []
+    for part in v.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+def _rebuild_hint(manifest: Manifest) -> str:
+    model = manifest.onnx.get("name") or "MODEL.onnx"
+    return (f" Rebuild it here: `trtkit build {model} ...` or Engine.from_onnx(..., on_incompatible='rebuild') "
+            "(a cached engine is rebuilt automatically).")
+
+
+def check_compatibility(manifest: Manifest | None, backend: Backend, device: DeviceInfo | None,
+                        *, source: str = "engine") -> None:
+    """Raise EngineIncompatibleError when an engine built as ``manifest`` says cannot run with ``backend`` on
+    ``device`` (backend, version, compute capability). A bare plan (no manifest) passes; TensorRT checks it.
+    """
+    if device is not None:
+        supported = backend.features.supported_compute_capabilities
+        if supported is not None and device.compute_capability not in supported:
+            ccs = ", ".join(f"{a}.{b}" for a, b in supported)
+            raise EngineIncompatibleError(
+                f"{backend.label} cannot run engines on {device.name} (compute capability {device.cc_string}); "
+                f"it supports {ccs}. Use full TensorRT on this GPU (pip install 'trtkit[tensorrt]')."
+            )
+    if manifest is None:
+        return
+    hint = _rebuild_hint(manifest)
+    if manifest.backend != backend.name:
+        raise EngineIncompatibleError(
+            f"{source} was built with {manifest.backend} {manifest.backend_version}, but the active backend is "
+            f"{backend.label}.{hint} Or select its backend with backend={manifest.backend!r} / TRTKIT_BACKEND."
+        )
+    built, here = _version_tuple(manifest.backend_version), _version_tuple(backend.version)
+    if built != here:
+        vc = bool(manifest.compatibility.get("version_compatible"))
+        if not (vc and built[:1] == here[:1] and here >= built):
+            why = ("version-compatible engines run only on the same major version or later"
+                   if vc else "plans are tied to the TensorRT version that built them")
+            raise EngineIncompatibleError(
+                f"{source} was built with {backend.display_name} {manifest.backend_version}; this is "
+                f"{backend.version} ({why}).{hint}"
+            )
+    if device is None:
+        return
+    target = manifest.target
+    built_cc = target.get("compute_capability")
+    if built_cc:
+        hw = str(manifest.compatibility.get("hardware_compatibility") or "none")
+        ok = built_cc == device.cc_string or (hw == "ampere_plus" and device.compute_capability >= (8, 0))
+        if not ok:
+            raise EngineIncompatibleError(
+                f"{source} was built for compute capability {built_cc} ({target.get('gpu') or 'unknown GPU'}); "
+                f"this GPU is {device.name} with {device.cc_string}.{hint} Or build with "
+                "--hardwareCompatibilityLevel=ampere_plus to run on every Ampere or newer GPU."
+            )
+    cc_names = [str(c).upper() for c in target.get("compute_capabilities") or []]
+    explicit = [c for c in cc_names if c.startswith("SM")]
+    if explicit and "CURRENT" not in cc_names:
+        mine = f"SM{device.compute_capability[0]}{device.compute_capability[1]}"
+        if mine not in explicit:
+            raise EngineIncompatibleError(
+                f"{source} targets {', '.join(explicit)}; this GPU is {device.name} ({mine}).{hint} Or add "
+                f"--computeCapabilities={device.cc_string}."
+            )
+
+
+# ======================================================================================================
+# Loading
+# ======================================================================================================
+
+
+def _read_source(source: Any) -> tuple[bytes, Manifest | None, str]:
+    from .builder import BuiltEngine
+
+    if isinstance(source, BuiltEngine):
+        return source.plan, source.manifest, "built engine"
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        if not data:
+            raise EngineFileError("the engine plan is empty")
+        return data, None, "plan bytes"
+    if isinstance(source, str | os.PathLike):
+        plan, manifest = read_engine_file(source)
+        return plan, manifest, str(Path(source))
+    raise TypeError(f"cannot load an engine from {type(source).__name__}; pass a path, plan bytes or BuiltEngine")
+
+
+def _deserialize(backend: Backend, runtime: Any, plan: bytes, source: str) -> CudaEngine:
+    if backend.features.engine_validity:
+        size = int(getattr(runtime, "engine_header_size", 0) or len(plan))
+        with backend.capture() as cap:
+            validity, diagnostics = runtime.get_engine_validity(plan[:size])
+        if _trt_mode(validity) == "INVALID":
+            raise EngineIncompatibleError(
+                f"{backend.label} says {source} cannot run here: {diagnostics or 'no diagnostics'}. Rebuild the "
+                "engine for this GPU and version.", tensorrt_log=cap.lines)
+    with backend.capture() as cap:
+        engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        text = " ".join(cap.lines).lower()
+        if any(k in text for k in ("version", "compute capability", "compatib", "not supported")):
+            raise EngineIncompatibleError(
+                f"{backend.label} refused {source}: it was built for another TensorRT version or GPU. Rebuild it "
+                "on this machine.", tensorrt_log=cap.lines)
+        raise EngineFileError(
+            f"{backend.label} could not deserialize {source} ({len(plan)} bytes): the file is corrupt, truncated or "
+            "not a TensorRT plan. Rebuild the engine.", tensorrt_log=cap.lines)
+    return engine  # type: ignore[no-any-return]
+
+
+def load_engine(source: str | os.PathLike[str] | bytes | BuiltEngine, *, device: int = 0,
+                backend: str | Backend | None = None, max_contexts: int = 4) -> LoadedEngine:
+    """Load an engine onto CUDA device ``device``.
+
+    Steps, in order: read the plan (and manifest, checking it matches); pick the backend (the manifest's,
+    unless given); check backend, version and compute capability; on TensorRT-RTX ask
+    ``get_engine_validity``; create the device pool and route TensorRT's own allocations to it; deserialize.
+
+    Raises:
+        EngineFileError: missing, empty, corrupt or truncated file. EngineIncompatibleError: built for another
+        backend, version or GPU. CudaError: no GPU here.
+    """
+    plan, manifest, where = _read_source(source)
+    if isinstance(backend, Backend):
+        be = backend
+    else:
+        be = get_backend(backend if backend is not None else (manifest.backend if manifest else None))
+    check_compatibility(manifest, be, None, source=where)
+    from .gpu import device_info
+
+    info = device_info(device)
+    check_compatibility(manifest, be, info, source=where)
+    return LoadedEngine(be, plan, manifest, info, where, max_contexts=max_contexts)
+
+
+class LoadedEngine:
+    """A deserialized engine on one GPU with its pools. Create :class:`Context` objects to run it, or call
+    :meth:`infer` which borrows one from an internal pool (safe from many threads)."""
+
+    def __init__(self, backend: Backend, plan: bytes, manifest: Manifest | None, device: DeviceInfo,
+                 source: str, *, max_contexts: int = 4) -> None:
+        from . import memory
+
+        self.backend = backend
+        self.plan = plan
+        self.manifest = manifest
+        self.device_info = device
+        self.device_index = device.index
+        self.source = source
+        self._dev = memory.device(device.index)
+        self.pool: DevicePool = memory.DevicePool(device.index)
+        self.pinned: PinnedPool = memory.PinnedPool(device.index)
+        self._stream = memory.new_stream(self._dev)
+        trt = backend.trt
+        self._runtime = trt.Runtime(backend.logger)
+        if self._runtime is None:
+            raise ExecutionError(f"{backend.label} could not create a runtime")
+        self._allocator = None
+        if backend.features.gpu_async_allocator:
+            self._allocator = memory.make_gpu_allocator(trt, self.pool, self._stream)
+            self._runtime.gpu_allocator = self._allocator
+        self._engine = _deserialize(backend, self._runtime, plan, source)
+        self.tensors = describe_tensors(self._engine)
+        self.inputs = tuple(t for t in self.tensors if t.is_input)
+        self.outputs = tuple(t for t in self.tensors if not t.is_input)
+        self.specs = {t.name: t for t in self.tensors}
+        self._local = threading.local()
+        self._local.current = True
+        self._idle: queue.SimpleQueue[Context] = queue.SimpleQueue()
+        self._contexts: list[Context] = []
+        self._max_contexts = max(1, max_contexts)
+        self._ctx_lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        ins = ", ".join(repr(t) for t in self.inputs)
+        outs = ", ".join(repr(t) for t in self.outputs)
+        return (f"<LoadedEngine {self.source} on cuda:{self.device_index} ({self.backend.label}) "
+                f"in=[{ins}] out=[{outs}]>")
+
+    @property
+    def trt_engine(self) -> CudaEngine:
+        """The underlying ``ICudaEngine``."""
+        self._check_open()
+        return self._engine
+
+    @property
+    def num_profiles(self) -> int:
+        return int(self._engine.num_optimization_profiles)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"engine {self.source} was closed")
+
+    def ensure_current(self) -> None:
+        """Make the engine's device current on the calling thread (once per thread)."""
+        if not getattr(self._local, "current", False):
+            self._dev.set_current()
+            self._local.current = True
+
+    def create_context(self, *, stream: Any = None, cuda_graph: bool = False) -> Context:
+        """A new execution context with its own stream (or ``stream``, borrowed)."""
+        self._check_open()
+        self.ensure_current()
+        return Context(self, stream=stream, cuda_graph=cuda_graph)
+
+    @contextlib.contextmanager
+    def borrow_context(self) -> Iterator[Context]:
+        """A context from the engine's pool, for one call; blocks when ``max_contexts`` are all busy."""
+        self._check_open()
+        try:
+            ctx = self._idle.get_nowait()
+        except queue.Empty:
+            with self._ctx_lock:
+                create = len(self._contexts) < self._max_contexts
+                if create:
+                    ctx = self.create_context()
+                    self._contexts.append(ctx)
+            if not create:
+                ctx = self._idle.get()
+        try:
+            yield ctx
+        finally:
+            self._idle.put(ctx)
+
+    def infer(self, inputs: Any, *, outputs: Mapping[str, Any] | None = None, stream: Any = None) -> dict[str, Any]:
+        """Run once on a pooled context; see :meth:`Context.infer`. Safe to call from many threads."""
+        self.ensure_current()
+        with self.borrow_context() as ctx:
+            result: dict[str, Any] = ctx.infer(inputs, outputs=outputs, stream=stream)
+            return result
+
+    def empty_pinned(self, name_or_shape: str | Sequence[int], dtype: Any = None,
+                     shape: Sequence[int] | None = None) -> Any:
+        """A NumPy array in pinned host memory (no staging copy when passed as input or output).
+
+        ``empty_pinned("x", shape=(8, 4))`` uses tensor ``x``'s dtype; ``empty_pinned((8, 4), "float32")`` any.
+        """
+        self.ensure_current()
+        if isinstance(name_or_shape, str):
+            spec = self.specs.get(name_or_shape)
+            if spec is None:
+                raise InputError(f"no tensor {name_or_shape!r}; the engine has {', '.join(self.specs)}")
+            dims = tuple(shape if shape is not None else spec.shape)
+            if any(d < 0 for d in dims):
+                raise InputError(f"tensor {spec.describe()} is dynamic: give shape=")
+            np_dtype = spec.dtype.to_numpy() if dtype is None else dtype
+        else:
+            dims, np_dtype = tuple(name_or_shape), dtype or "float32"
+        return self.pinned.empty(tuple(int(d) for d in dims), np_dtype, self._stream)
+
+    def memory_stats(self) -> dict[str, Any]:
+        """Device pool statistics (bytes in use, reserved, high-water, allocation count) and pinned ones."""
+        pinned = self.pinned.stats()
+        return {"device": self.pool.stats().to_dict(), "pinned": pinned.to_dict() if pinned else None,
+                "pinned_resource": self.pinned.kind}
+
+    def release_memory(self) -> None:
+        """Return cached, unused pool memory to the driver."""
+        self.pool.release()
+
+    def close(self) -> None:
+        """Free contexts, pools and the engine. Further calls raise ClosedError."""
+        if self._closed:
+            return
+        self._closed = True
+        for ctx in self._contexts:
+            ctx.close()
+        self._contexts.clear()
+        self._stream.sync()
+        self._engine = None  # type: ignore[assignment]
+
+    def __enter__(self) -> LoadedEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ======================================================================================================
+# Contexts
+# ======================================================================================================
+
+
+@dataclass
+class _ShapeState:
+    profile: int
+    out_shapes: tuple[Shape | None, ...]
+    out_nbytes: tuple[int, ...]
+    memory_size: int
+
+
+@dataclass
+class StaticIO:
+    """Device buffers bound once for fixed shapes (benchmarks, raw loops), with pinned host mirrors."""
+
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    host_inputs: dict[str, Any]
+    host_outputs: dict[str, Any]
+
+
+class InferHandle:
+    """The result of :meth:`Context.infer_async`: ``wait()`` returns the outputs."""
+
+    def __init__(self, event: Any, outputs: dict[str, Any], keep: Any = None) -> None:
+        self._event = event
+        self._outputs = outputs
+        self._keep = keep
+
+    def done(self) -> bool:
+        return bool(self._event.is_done)
+
+    def wait(self) -> dict[str, Any]:
+        self._event.sync()
+        self._keep = None
+        return self._outputs
+
+
+class Context:
+    """One execution context with its own stream. Calls on one context are serialized by a lock; use
+    several contexts (or :meth:`LoadedEngine.infer`) for concurrent calls."""
+
+    def __init__(self, engine: LoadedEngine, *, stream: Any = None, cuda_graph: bool = False) -> None:
+        from . import memory
+
+        self._m = memory
+        self.engine = engine
+        be = engine.backend
+        self._be = be
+        self._own_stream = stream is None
+        self.stream = memory.new_stream(engine._dev) if stream is None else memory.to_stream(stream)
+        self._handle = memory.stream_handle(self.stream)
+        self.user_memory = be.features.user_managed_context_memory
+        strategy = be.enum("ExecutionContextAllocationStrategy", "USER_MANAGED" if self.user_memory else "STATIC")
+        with be.capture() as cap:
+            ctx = engine._engine.create_execution_context(strategy)
+        if ctx is None:
+            raise ExecutionError(f"{be.label} could not create an execution context", tensorrt_log=cap.lines)
+        self._ctx: ExecutionContext = ctx
+        self.inputs = engine.inputs
+        self.outputs = engine.outputs
+        self._in_names = tuple(s.name for s in self.inputs)
+        self._out_np = tuple(self._np_dtype(s) for s in self.outputs)
+        self._in_np = {s.name: self._np_dtype(s) for s in self.inputs}
+        self._profile = -1
+        self._set_shapes: dict[str, Shape] = {}
+        self._addr: dict[str, int] = {}
+        self._states: dict[tuple[Shape, ...], _ShapeState] = {}
+        self._shape_key: tuple[Shape, ...] | None = None
+        self._dev_bufs: dict[str, Any] = {}
+        self._pin_bufs: dict[str, Any] = {}
+        self._ctx_mem: Any = None
+        self._ctx_mem_size = 0
+        self._lock = threading.Lock()
+        self._keep: list[Any] = []
+        self._keep_event: Any = None
+        self._pending: Any = None
+        self.cuda_graph = cuda_graph
+        self._graphs: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
+        self._no_graph: set[tuple[Any, ...]] = set()
+        self._last_key: tuple[Any, ...] | None = None
+        self.graph_stats = {"captured": 0, "replayed": 0, "fallbacks": 0}
+        self._dds: tuple[str, ...] = ()
+        self._out_alloc: Any = None
+        self._closed = False
+
+    @staticmethod
+    def _np_dtype(spec: TensorSpec) -> Any:
+        import numpy as np
+
+        return np.dtype(spec.dtype.numpy_name) if spec.dtype.numpy_name else np.dtype(f"V{spec.dtype.itemsize}")
+
+    @property
+    def trt_context(self) -> ExecutionContext:
+        """The underlying ``IExecutionContext``."""
+        return self._ctx
+
+    # ---- shapes ------------------------------------------------------------------------------------------
+
+    def _fail(self, what: str, cap: Any = None) -> ExecutionError:
+        return ExecutionError(f"{self._be.label}: {what}", tensorrt_log=cap.lines if cap is not None else ())
+
+    def _ensure_shapes(self, key: tuple[Shape, ...]) -> _ShapeState:
+        if key == self._shape_key:
+            return self._states[key]
+        shapes = dict(zip(self._in_names, key, strict=True))
+        state = self._states.get(key)
+        profile = state.profile if state else select_profile(self.inputs, shapes, prefer=self._profile)
+        ctx = self._ctx
+        with self._be.capture() as cap:
+            if profile != self._profile:
+                if not ctx.set_optimization_profile_async(profile, self._handle):
+                    raise self._fail(f"set_optimization_profile_async({profile}) failed", cap)
+                self._profile = profile
+                self._set_shapes.clear()
+            for name, shape in shapes.items():
+                if self._set_shapes.get(name) != shape:
+                    if not ctx.set_input_shape(name, shape):
+                        self._set_shapes.pop(name, None)
+                        raise self._fail(f"set_input_shape({name!r}, {format_shape(shape)}) was rejected "
+                                         f"(profile {profile})", cap)
+                    self._set_shapes[name] = shape
+            missing = ctx.infer_shapes()
+            if missing:
+                raise self._fail(f"infer_shapes() left input shapes unspecified: {list(missing)}", cap)
+            if state is None:
+                outs: list[Shape | None] = []
+                nbytes: list[int] = []
+                for spec, npd in zip(self.outputs, self._out_np, strict=True):
+                    s = tuple(int(d) for d in ctx.get_tensor_shape(spec.name))
+                    dd = any(d < 0 for d in s)
+                    outs.append(None if dd else s)
+                    nbytes.append(0 if dd else math.prod(s) * npd.itemsize)
+                size = int(ctx.update_device_memory_size_for_shapes()) if self.user_memory else 0
+                state = _ShapeState(profile, tuple(outs), tuple(nbytes), size)
+                self._states[key] = state
+            if self.user_memory and (self._ctx_mem is None or self._ctx_mem_size < state.memory_size):
+                if self._ctx_mem is not None:
+                    self._ctx_mem.close(self.stream)
+                self._ctx_mem = self.engine.pool.allocate(max(state.memory_size, 256), self.stream)
+                self._ctx_mem_size = state.memory_size
+                ctx.set_device_memory(int(self._ctx_mem.handle), max(state.memory_size, 256))
+        self._dds = tuple(s.name for s, o in zip(self.outputs, state.out_shapes, strict=True) if o is None)
+        if self._dds:
+            self._ensure_output_allocator()
+        self._shape_key = key
+        return state
+
+    def _ensure_output_allocator(self) -> None:
+        if self._out_alloc is not None:
+            return
+        self._be.require(self._be.features.output_allocator, "data-dependent output shapes",
+                         "this backend has no IOutputAllocator")
+        self._out_alloc = self._m.make_output_allocator(self._be.trt, self.engine.pool,
+                                                        lambda h: self.stream)
+        for name in self._dds:
+            if not self._ctx.set_output_allocator(name, self._out_alloc):
+                raise self._fail(f"set_output_allocator({name!r}) failed")
+
+    def _bind(self, name: str, addr: int) -> None:
+        if self._addr.get(name) != addr:
+            if not self._ctx.set_tensor_address(name, addr):
+                with self._be.capture() as cap:
+                    self._ctx.set_tensor_address(name, addr)
+                raise self._fail(f"set_tensor_address({name!r}, {addr:#x}) was rejected", cap)
+            self._addr[name] = addr
+
+    def _device_buffer(self, name: str, nbytes: int) -> int:
+        buf = self._dev_bufs.get(name)
+        if buf is None or int(buf.size) < nbytes:
+            if buf is not None:
+                buf.close(self.stream)
+            buf = self.engine.pool.allocate(nbytes, self.stream)
+            self._dev_bufs[name] = buf
+        return int(buf.handle)
+
+    def _pinned_buffer(self, name: str, nbytes: int) -> Any:
+        buf = self._pin_bufs.get(name)
+        if buf is None or int(buf.size) < nbytes:
+            buf = self.engine.pinned.allocate(nbytes, self.stream)
+            self._pin_bufs[name] = buf
+        return buf
+
+    # ---- execution --------------------------------------------------------------------------------------
+
+    def _launch(self) -> None:
+        if self.cuda_graph:
+            key = (self._shape_key, tuple(self._addr.values()), int(self._ctx_mem.handle) if self._ctx_mem else 0)
+            graph = self._graphs.get(key)
+            if graph is not None:
+                graph.launch(self.stream)
+                self.graph_stats["replayed"] += 1
+                return
+            # Capture on the second call with the same shapes and addresses: the first ran plainly, which also
+            # flushes TensorRT's deferred shape updates before capture.
+            if key == self._last_key and key not in self._no_graph:
+                graph = self._capture()
+                if graph is not None:
+                    self._graphs[key] = graph
+                    while len(self._graphs) > _MAX_GRAPHS:
+                        self._graphs.popitem(last=False)
+                    graph.launch(self.stream)
+                    self.graph_stats["captured"] += 1
+                    return
+                self._no_graph.add(key)
+                self.graph_stats["fallbacks"] += 1
+            self._last_key = key
+        with self._be.capture() as cap:
+            ok = self._ctx.execute_async_v3(self._handle)
+        if not ok:
+            raise self._fail("execute_async_v3 failed", cap)
+
+    def _capture(self) -> Any:
+        if self._dds:
+            return None
+        capturable = getattr(self._ctx, "is_stream_capturable", None)
+        if capturable is not None and not capturable(self._handle):
+            return None
+        builder = self.stream.create_graph_builder()
+        ok = False
+        with self._be.capture() as cap:
+            try:
+                builder.begin_building("thread_local")
+                ok = bool(self._ctx.execute_async_v3(self._m.stream_handle(builder.stream)))
+            except Exception as exc:
+                _log.debug("graph capture failed: %s", exc)
+            finally:
+                try:
+                    builder.end_building()
+                except Exception as exc:
+                    _log.debug("ending graph capture failed: %s", exc)
+                    ok = False
+        if not ok:
+            _log.info("CUDA graph capture not possible; running without graphs (%s)", "; ".join(cap.lines))
+            return None
+        try:
+            return builder.complete()
+        except Exception as exc:
+            _log.info("CUDA graph could not be instantiated (%s); running without graphs", exc)
+            return None
+
+    def _hold(self, refs: list[Any]) -> None:
+        """Keep device inputs alive until the stream has used them (one reused event)."""
+        if self._keep_event is not None and self._keep and self._keep_event.is_done:
+            self._keep.clear()
+        if refs:
+            self._keep.extend(refs)
+            self._keep_event = self.stream.record(self._keep_event)
+
+    def _prepare(self, inputs: Any, outputs: Mapping[str, Any] | None, stream: Any) -> tuple[dict[str, Any], bool]:
+        if self._closed:
+            raise ClosedError("this context was closed")
+        if stream is not None and self._m.stream_handle(stream) != self._handle:
+            self.stream = self._m.to_stream(stream)
+            self._handle = self._m.stream_handle(self.stream)
+            self._own_stream = False
+            self._last_key = None
+        given = normalize_inputs(self.inputs, inputs)
+        infos = {name: describe_array(obj, self._handle) for name, obj in given.items()}
+        validate_inputs(self.inputs, infos, device=self.engine.device_index)
+        key = tuple(infos[n].shape for n in self._in_names)
+        state = self._ensure_shapes(key)
+        device_call = any(i.kind == "device" for i in infos.values())
+        if self._pending is not None:  # an async call may still read the pinned staging buffers
+            self._pending.sync()
+            self._pending = None
+        refs: list[Any] = []
+        import numpy as np
+
+        for spec in self.inputs:
+            info = infos[spec.name]
+            if info.kind == "device":
+                self._bind(spec.name, info.ptr)
+                refs.append(info.obj)
+                continue
+            arr = info.obj
+            nbytes = int(arr.nbytes)
+            dptr = self._device_buffer(spec.name, nbytes)
+            self._bind(spec.name, dptr)
+            if info.pinned:
+                self._m.copy_async(dptr, arr.ctypes.data, nbytes, self._handle)
+                refs.append(arr)
+                continue
+            pin = self._pinned_buffer(spec.name, nbytes)
+            flat = self._m.host_array(pin, (nbytes,), np.uint8)
+            src = arr.reshape(-1).view(np.uint8)
+            for start in range(0, max(nbytes, 1), _CHUNK):
+                end = min(nbytes, start + _CHUNK)
+                np.copyto(flat[start:end], src[start:end])
+                self._m.copy_async(dptr + start, int(pin.handle) + start, end - start, self._handle)
+        out = self._bind_outputs(state, outputs, device_call)
+        self._hold(refs)
+        return out, device_call
+
+    def _bind_outputs(self, state: _ShapeState, outputs: Mapping[str, Any] | None, device_call: bool) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        provided = dict(outputs or {})
+        for name in provided:
+            if name not in {s.name for s in self.outputs}:
+                close = difflib.get_close_matches(name, [s.name for s in self.outputs], n=1)
+                raise InputError(f"unknown output {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        for spec, shape, nbytes, npd in zip(self.outputs, state.out_shapes, state.out_nbytes, self._out_np,
+                                            strict=True):
+            if shape is None:
+                continue  # data-dependent: the output allocator provides memory
+            target = provided.get(spec.name)
+            if target is not None:
+                info = describe_array(target, self._handle)
+                if info.shape != shape or info.dtype != spec.dtype.name or not info.contiguous:
+                    raise InputError(
+                        f"output buffer {spec.name!r} is {info.dtype}[{format_shape(info.shape)}]; this call "
+                        f"needs a contiguous {spec.dtype.name}[{format_shape(shape)}]")
+                if info.kind == "device":
+                    if info.device != self.engine.device_index:
+                        raise InputError(f"output buffer {spec.name!r} is on device {info.device}, not "
+                                         f"{self.engine.device_index}")
+                    self._bind(spec.name, info.ptr)
+                else:
+                    self._bind(spec.name, self._device_buffer(spec.name, nbytes))
+                result[spec.name] = target
+            elif device_call:
+                buf = self.engine.pool.allocate(nbytes, self.stream)
+                self._bind(spec.name, int(buf.handle))
+                result[spec.name] = self._m.DeviceArray(buf, shape, npd, self.stream)
+            else:
+                self._bind(spec.name, self._device_buffer(spec.name, nbytes))
+                result[spec.name] = None
+        return result
+
+    def _finish_host(self, state: _ShapeState, result: dict[str, Any]) -> None:
+        import numpy as np
+
+        core = self._m._core()
+        for spec, shape, nbytes, npd in zip(self.outputs, state.out_shapes, state.out_nbytes, self._out_np,
+                                            strict=True):
+            target = result.get(spec.name)
+            if shape is None:
+                continue
+            if target is None:
+                buf = self.engine.pinned.allocate(nbytes, self.stream)
+                target = self._m.host_array(buf, shape, npd)
+                buf.set_deallocation_stream(core.LEGACY_DEFAULT_STREAM)
+                result[spec.name] = target
+            elif not isinstance(target, np.ndarray):
+                continue
+            self._m.copy_async(target.ctypes.data, self._addr[spec.name], nbytes, self._handle)
+
+    def _finish_dds(self, result: dict[str, Any], device_call: bool) -> None:
+        """Outputs with data-dependent shapes: read the shape the allocator was told, then copy/wrap."""
+        self.stream.sync()
+        alloc = self._out_alloc
+        for spec, npd in zip(self.outputs, self._out_np, strict=True):
+            if spec.name not in alloc.buffers or result.get(spec.name) is not None:
+                continue
+            dds_shape: Shape | None = alloc.shapes.get(spec.name)
+            if dds_shape is None:
+                raise self._fail(f"TensorRT did not report the shape of data-dependent output {spec.name!r}")
+            nbytes = math.prod(dds_shape) * npd.itemsize
+            src = alloc.buffers[spec.name]
+            if device_call:
+                buf = self.engine.pool.allocate(nbytes, self.stream)
+                self._m.copy_async(int(buf.handle), int(src.handle), nbytes, self._handle)
+                result[spec.name] = self._m.DeviceArray(buf, dds_shape, npd, self.stream)
+            else:
+                import numpy as np
+
+                arr = np.empty(dds_shape, npd)
+                self._m.copy_async(arr.ctypes.data, int(src.handle), nbytes, self._handle)
+                result[spec.name] = arr
+        self.stream.sync()
+
+    def infer(self, inputs: Any, *, outputs: Mapping[str, Any] | None = None, stream: Any = None) -> dict[str, Any]:
+        """Run the engine once and return outputs by name.
+
+        Args:
+            inputs: a dict by name, a sequence in input order, or one array for a one-input engine. NumPy arrays
+                are staged through pinned memory; CUDA arrays (DLPack / CAI) are used in place.
+            outputs: buffers to write into (NumPy or CUDA arrays of the exact output shape), by name.
+            stream: run on this stream instead of the context's own (stream-like; borrowed).
+
+        Returns:
+            NumPy outputs (pinned memory, ready) when every input is NumPy; otherwise
+            :class:`~trtkit.memory.DeviceArray` outputs, ready in stream order on the stream used (no sync).
+
+        Raises:
+            InputError before anything is launched; ExecutionError if TensorRT fails.
+        """
+        with self._lock:
+            result, device_call = self._prepare(inputs, outputs, stream)
+            state = self._states[self._shape_key or ()]
+            self._launch()
+            if self._dds:
+                self._finish_dds(result, device_call)
+            if device_call:
+                return result
+            self._finish_host(state, result)
+            self.stream.sync()
+            return result
+
+    def infer_async(self, inputs: Any, *, outputs: Mapping[str, Any] | None = None,
+                    stream: Any = None) -> InferHandle:
+        """Launch and return at once; ``handle.wait()`` gives the outputs. Engines with data-dependent output
+        shapes synchronize inside (their output size is only known after the run)."""
+        with self._lock:
+            result, device_call = self._prepare(inputs, outputs, stream)
+            state = self._states[self._shape_key or ()]
+            self._launch()
+            if self._dds:
+                self._finish_dds(result, device_call)
+            elif not device_call:
+                self._finish_host(state, result)
+            event = self.stream.record()
+            if not device_call:
+                self._pending = event
+            return InferHandle(event, result, list(self._keep))
+
+    # ---- fixed buffers (benchmarks, raw loops) -----------------------------------------------------------
+
+    def prepare_static(self, shapes: Mapping[str, Sequence[int]], *, seed: int = 0) -> StaticIO:
+        """Allocate and bind device buffers for ``shapes`` (inputs filled with random data) plus pinned host
+        mirrors; then :meth:`enqueue` runs without any per-call work but the launch."""
+        import numpy as np
+
+        with self._lock:
+            key = tuple(tuple(int(d) for d in shapes[n]) for n in self._in_names)
+            state = self._ensure_shapes(key)
+            if self._dds:
+                raise UnsupportedFeatureError("static buffers need outputs whose shape is known before the run")
+            rng = np.random.default_rng(seed)
+            io = StaticIO({}, {}, {}, {})
+            for spec, shape in zip(self.inputs, key, strict=True):
+                npd = self._in_np[spec.name]
+                host = self.engine.pinned.empty(shape, npd, self.stream)
+                host[...] = rng.integers(0, 4, size=shape).astype(npd) if npd.kind in "iub" else \
+                    rng.standard_normal(size=shape).astype(npd)
+                buf = self.engine.pool.allocate(int(host.nbytes), self.stream)
+                arr = self._m.DeviceArray(buf, shape, npd, self.stream)
+                self._m.copy_async(arr.ptr, host.ctypes.data, int(host.nbytes), self._handle)
+                self._bind(spec.name, arr.ptr)
+                io.inputs[spec.name], io.host_inputs[spec.name] = arr, host
+            for spec, oshape, nbytes, npd in zip(self.outputs, state.out_shapes, state.out_nbytes, self._out_np,
+                                                 strict=True):
+                assert oshape is not None
+                buf = self.engine.pool.allocate(nbytes, self.stream)
+                arr = self._m.DeviceArray(buf, oshape, npd, self.stream)
+                self._bind(spec.name, arr.ptr)
+                io.outputs[spec.name] = arr
+                io.host_outputs[spec.name] = self.engine.pinned.empty(oshape, npd, self.stream)
+            self.stream.sync()
+            return io
+
+    def enqueue(self) -> None:
+        """Launch once with the current bindings (graph replay when enabled); no sync, no allocation."""
+        self._launch()
+
+    # ---- lifetime ----------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.stream.sync()
+        except Exception as exc:  # pragma: no cover - best effort at teardown
+            _log.warning("stream sync at context close failed: %s", exc)
+        self._graphs.clear()
+        for buf in (*self._dev_bufs.values(), *([self._ctx_mem] if self._ctx_mem is not None else [])):
+            buf.close(self.stream)
+        self._dev_bufs.clear()
+        self._pin_bufs.clear()
+        self._keep.clear()
+        self._ctx = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

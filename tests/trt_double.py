@@ -1,0 +1,584 @@
+"""A test double of the TensorRT runtime API, used where no TensorRT engine can run.
+
+It is module-like: ``Backend.from_module("tensorrt", trt_double)`` gives trtkit a backend whose runtime reads
+the double's own plans (:func:`make_plan`), and whose ``execute_async_v3`` does the plan's op on the real
+device memory bound with ``set_tensor_address``, on the given stream (CuPy, ``ExternalStream`` +
+``UnownedMemory``). Everything else (enums, shapes, profiles, preconditions) is plain Python and runs without
+a GPU. :func:`make_module` builds variants (TensorRT-RTX flavour, allocator argument order, version).
+
+Each behaviour follows NVIDIA's documentation; the comment or docstring beside it names the API doc.
+References:
+  [PY]  TensorRT Python API, https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/
+        (infer/Core/Runtime.html, infer/Core/Engine.html, infer/Core/ExecutionContext.html,
+        infer/Core/GpuAllocator.html, infer/Core/OutputAllocator.html)
+  [CPP] TensorRT C++ API, nvinfer1::IExecutionContext / ICudaEngine / IRuntime,
+        https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/c-api/
+  [DG]  TensorRT developer guide, "Working with Dynamic Shapes" and "Working with CUDA Graphs",
+        https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/
+  [RTX] TensorRT-RTX API, IRuntime::getEngineValidity and IExecutionContext::isStreamCapturable,
+        https://docs.nvidia.com/deeplearning/tensorrt-rtx/latest/
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import threading
+import types
+from collections.abc import Sequence
+from typing import Any
+
+MAGIC = b"TRTDOUBLE1\n"
+__version__ = "10.99.0"
+BACKEND_NAME = "tensorrt"
+
+
+class DataType(enum.Enum):
+    FLOAT = 0
+    HALF = 1
+    INT8 = 2
+    INT32 = 3
+    BOOL = 4
+    UINT8 = 5
+    INT64 = 8
+    BF16 = 7
+
+
+class TensorIOMode(enum.Enum):
+    NONE = 0
+    INPUT = 1
+    OUTPUT = 2
+
+
+class TensorLocation(enum.Enum):
+    DEVICE = 0
+    HOST = 1
+
+
+class ExecutionContextAllocationStrategy(enum.Enum):
+    STATIC = 0
+    ON_PROFILE_CHANGE = 1
+    USER_MANAGED = 2
+
+
+class AllocatorFlag(enum.IntEnum):
+    RESIZABLE = 0
+
+
+class EngineValidity(enum.Enum):
+    VALID = 0
+    SUBOPTIMAL = 1
+    INVALID = 2
+
+
+class Severity(enum.Enum):
+    INTERNAL_ERROR = 0
+    ERROR = 1
+    WARNING = 2
+    INFO = 3
+    VERBOSE = 4
+
+
+class ILogger:
+    Severity = Severity
+
+    def __init__(self) -> None:
+        pass
+
+    def log(self, severity: Any, msg: str) -> None:  # pragma: no cover - overridden
+        pass
+
+
+class IGpuAsyncAllocator:
+    """[PY] GpuAllocator: ``allocate_async(size, alignment, flags, stream) -> int``,
+    ``deallocate_async(memory, stream) -> bool``. Subclasses must call ``__init__``."""
+
+    def __init__(self) -> None:
+        pass
+
+
+class IOutputAllocator:
+    """[PY] OutputAllocator: ``reallocate_output_async(name, memory, size, alignment, stream) -> int`` and
+    ``notify_shape(name, shape)``. Subclasses must call ``__init__``."""
+
+    def __init__(self) -> None:
+        pass
+
+
+_NP = {
+    "FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "BOOL": "bool", "UINT8": "uint8",
+    "INT64": "int64", "BF16": None,
+}
+
+
+def make_plan(
+    *,
+    op: str = "affine",
+    inputs: Sequence[tuple[str, str, Sequence[int]]] = (("x", "FLOAT", (-1, 4)),),
+    outputs: Sequence[tuple[str, str, Sequence[int]]] = (("y", "FLOAT", (-1, 4)),),
+    profiles: Sequence[dict[str, tuple[Sequence[int], Sequence[int], Sequence[int]]]] = (
+        {"x": ((1, 4), (8, 4), (64, 4))},
+    ),
+    params: dict[str, float] | None = None,
+    compute_capabilities: Sequence[str] | None = None,
+    scratch_bytes: int = 4096,
+    version: str = __version__,
+) -> bytes:
+    """Serialize a double plan. Ops: ``affine`` (each output = input * a + b, elementwise), ``add``
+    (output = in0 + in1), ``nonzero`` (ONNX NonZero: int64 [rank, N] indices, a data-dependent shape)."""
+    header = {
+        "op": op,
+        "inputs": [{"name": n, "dtype": d, "shape": list(s)} for n, d, s in inputs],
+        "outputs": [{"name": n, "dtype": d, "shape": list(s)} for n, d, s in outputs],
+        "profiles": [{k: [list(v[0]), list(v[1]), list(v[2])] for k, v in p.items()} for p in profiles],
+        "params": params or {"a": 2.0, "b": 1.0},
+        "compute_capabilities": list(compute_capabilities) if compute_capabilities else None,
+        "scratch_bytes": scratch_bytes,
+        "version": version,
+    }
+    return MAGIC + json.dumps(header).encode()
+
+
+class _Host:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.nbytes = len(data)
+
+    def __bytes__(self) -> bytes:
+        return self._data
+
+    def __buffer__(self, flags: int) -> memoryview:
+        return memoryview(self._data)
+
+
+def _make(flavor: str, version: str, allocator_order: str, device_cc: tuple[int, int]) -> types.SimpleNamespace:
+    ns = types.SimpleNamespace()
+    ns.__version__ = version
+    ns.BACKEND_NAME = flavor
+    ns.device_cc = device_cc
+    ns.allocator_order = allocator_order
+    ns.executions = 0
+    for cls in (DataType, TensorIOMode, TensorLocation, ExecutionContextAllocationStrategy, AllocatorFlag,
+                ILogger, IGpuAsyncAllocator, IOutputAllocator):
+        setattr(ns, cls.__name__, cls)
+
+    class IHostMemory(_Host):
+        pass
+
+    class ICudaEngine:
+        """[PY] ICudaEngine / [CPP] nvinfer1::ICudaEngine: I/O described by name."""
+
+        def __init__(self, runtime: Runtime, header: dict[str, Any], plan: bytes) -> None:
+            self._runtime = runtime
+            self._h = header
+            self._plan = plan
+            self._io = [dict(t, mode="INPUT") for t in header["inputs"]] + [
+                dict(t, mode="OUTPUT") for t in header["outputs"]
+            ]
+            self._by_name = {t["name"]: t for t in self._io}
+            self.num_layers = 1
+            self.live_contexts = 0
+
+        @property
+        def num_io_tensors(self) -> int:
+            return len(self._io)
+
+        @property
+        def num_optimization_profiles(self) -> int:
+            return len(self._h["profiles"])
+
+        @property
+        def device_memory_size_v2(self) -> int:
+            return int(self._h["scratch_bytes"])
+
+        def get_device_memory_size_for_profile_v2(self, profile_index: int) -> int:
+            return int(self._h["scratch_bytes"])
+
+        def get_tensor_name(self, index: int) -> str:
+            return str(self._io[index]["name"])
+
+        def _t(self, name: str) -> dict[str, Any]:
+            return self._by_name[name]
+
+        def get_tensor_mode(self, name: str) -> TensorIOMode:
+            # [CPP] getTensorIOMode: kNONE for a name that is not an I/O tensor.
+            t = self._by_name.get(name)
+            return TensorIOMode[t["mode"]] if t else TensorIOMode.NONE
+
+        def get_tensor_dtype(self, name: str) -> DataType:
+            return DataType[self._t(name)["dtype"]]
+
+        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+            # [CPP] getTensorShape: -1 marks dims that are dynamic (set at run time per profile).
+            return tuple(self._t(name)["shape"])
+
+        def get_tensor_location(self, name: str) -> TensorLocation:
+            return TensorLocation.DEVICE
+
+        def is_shape_inference_io(self, name: str) -> bool:
+            return False
+
+        def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[tuple[int, ...]]:
+            # [PY] get_tensor_profile_shape(name, profile_index) -> [min, opt, max] for input tensors.
+            rng = self._h["profiles"][profile_index][name]
+            return [tuple(rng[0]), tuple(rng[1]), tuple(rng[2])]
+
+        def get_tensor_profile_values(self, profile_index: int, name: str) -> list[Any]:
+            raise RuntimeError("the double has no shape tensors")
+
+        def create_execution_context(self, strategy: Any = ExecutionContextAllocationStrategy.STATIC) -> Any:
+            # [CPP] createExecutionContext(strategy): STATIC allocates device memory for the largest profile
+            # now (through the runtime's gpu allocator when one is set); USER_MANAGED leaves it to
+            # setDeviceMemory before enqueue.
+            ctx = IExecutionContext(self, strategy)
+            if strategy is ExecutionContextAllocationStrategy.STATIC:
+                ctx._own_scratch = self._runtime._alloc(self.device_memory_size_v2)
+                ctx._device_memory = (ctx._own_scratch, self.device_memory_size_v2)
+            self.live_contexts += 1
+            return ctx
+
+        def create_engine_inspector(self) -> None:
+            return None
+
+        def serialize(self) -> IHostMemory:
+            return IHostMemory(self._plan)
+
+    class IExecutionContext:
+        """[PY] IExecutionContext / [CPP] nvinfer1::IExecutionContext (enqueueV3 execution)."""
+
+        def __init__(self, engine: ICudaEngine, strategy: Any) -> None:
+            self.engine = engine
+            self._strategy = strategy
+            self._profile = 0
+            self._shapes: dict[str, tuple[int, ...]] = {}
+            self._addresses: dict[str, int] = {}
+            self._out_alloc: dict[str, Any] = {}
+            self._device_memory: tuple[int, int] | None = None
+            self._own_scratch = 0
+            self._consumed_event = 0
+            self.set_shape_calls = 0
+
+        def __del__(self) -> None:
+            rt = self.engine._runtime
+            if self._own_scratch:
+                rt._free(self._own_scratch)
+                self._own_scratch = 0
+
+        # ---- profiles and shapes ---------------------------------------------------------------------
+
+        @property
+        def active_optimization_profile(self) -> int:
+            return self._profile
+
+        def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
+            # [CPP] setOptimizationProfileAsync: false for an index outside [0, getNbOptimizationProfiles());
+            # switching profile invalidates the input shapes set before.
+            if not 0 <= profile_index < self.engine.num_optimization_profiles:
+                self.engine._runtime._log(Severity.ERROR, f"profile index {profile_index} out of range")
+                return False
+            if profile_index != self._profile:
+                self._shapes.clear()
+            self._profile = profile_index
+            return True
+
+        def set_input_shape(self, name: str, shape: Sequence[int]) -> bool:
+            # [CPP] setInputShape: false when name is not an input, the rank differs, or a dim lies outside
+            # the active profile's [min, max].
+            self.set_shape_calls += 1
+            t = self.engine._by_name.get(name)
+            if t is None or t["mode"] != "INPUT":
+                self.engine._runtime._log(Severity.ERROR, f"{name} is not an input tensor")
+                return False
+            shape = tuple(int(d) for d in shape)
+            lo, _, hi = self.engine._h["profiles"][self._profile][name]
+            if len(shape) != len(lo) or any(not a <= d <= b for a, d, b in zip(lo, shape, hi, strict=True)):
+                self.engine._runtime._log(
+                    Severity.ERROR, f"setInputShape: {name} {shape} outside profile {self._profile} [{lo}, {hi}]"
+                )
+                return False
+            self._shapes[name] = shape
+            return True
+
+        def _unset_inputs(self) -> list[str]:
+            return [t["name"] for t in self.engine._h["inputs"] if t["name"] not in self._shapes]
+
+        def infer_shapes(self) -> list[str]:
+            # [PY] infer_shapes(): returns the names of input tensors whose shapes are still unspecified
+            # (empty when all output shapes can be computed); raises on other errors.
+            return self._unset_inputs()
+
+        @property
+        def all_binding_shapes_specified(self) -> bool:
+            return not self._unset_inputs()
+
+        def _output_shape(self, name: str) -> tuple[int, ...]:
+            op = self.engine._h["op"]
+            ins = self.engine._h["inputs"]
+            if op == "nonzero":
+                x = self._shapes.get(ins[0]["name"])
+                return (len(x) if x is not None else -1, -1)  # N depends on the data
+            idx = [t["name"] for t in self.engine._h["outputs"]].index(name)
+            src = ins[min(idx, len(ins) - 1)]["name"]
+            return self._shapes.get(src, tuple(-1 for _ in self.engine._by_name[name]["shape"]))
+
+        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+            # [CPP] getTensorShape: inputs as set; outputs as inferred, -1 where unknown (not all input
+            # shapes set, or data-dependent).
+            t = self.engine._by_name[name]
+            if t["mode"] == "INPUT":
+                return self._shapes.get(name, tuple(t["shape"]))
+            if self._unset_inputs():
+                return tuple(-1 for _ in t["shape"])
+            return self._output_shape(name)
+
+        # ---- memory --------------------------------------------------------------------------------------
+
+        def set_tensor_address(self, name: str, memory: int) -> bool:
+            # [CPP] setTensorAddress: false for a name that is not an I/O tensor, and for a pointer not
+            # aligned to the tensor's element size.
+            t = self.engine._by_name.get(name)
+            if t is None:
+                self.engine._runtime._log(Severity.ERROR, f"setTensorAddress: no tensor {name}")
+                return False
+            import numpy as np
+
+            item = np.dtype(_NP[t["dtype"]] or "uint16").itemsize
+            if int(memory) % item:
+                self.engine._runtime._log(Severity.ERROR, f"setTensorAddress: {name} misaligned")
+                return False
+            self._addresses[name] = int(memory)
+            return True
+
+        def get_tensor_address(self, name: str) -> int:
+            return self._addresses.get(name, 0)
+
+        def update_device_memory_size_for_shapes(self) -> int:
+            # [CPP] updateDeviceMemorySizeForShapes: device memory needed for the current input shapes.
+            need = int(self.engine._h["scratch_bytes"])
+            for t in self.engine._h["inputs"]:
+                s = self._shapes.get(t["name"])
+                if s is not None:
+                    need += math.prod(s) * 4
+            return need
+
+        def set_device_memory(self, memory: int, size: int) -> None:
+            # [CPP] setDeviceMemoryV2: 256-byte aligned; raises (error) when misaligned.
+            if int(memory) % 256:
+                raise ValueError("setDeviceMemory: memory must be 256-byte aligned")
+            self._device_memory = (int(memory), int(size))
+
+        @property
+        def device_memory(self) -> int:
+            return self._device_memory[0] if self._device_memory else 0
+
+        def set_output_allocator(self, name: str, output_allocator: Any) -> bool:
+            # [CPP] setOutputAllocator: false for a name that is not an output.
+            t = self.engine._by_name.get(name)
+            if t is None or t["mode"] != "OUTPUT":
+                return False
+            self._out_alloc[name] = output_allocator
+            return True
+
+        def get_output_allocator(self, name: str) -> Any:
+            return self._out_alloc.get(name)
+
+        def set_input_consumed_event(self, event: int) -> bool:
+            self._consumed_event = int(event)
+            return True
+
+        def is_stream_capturable(self, stream: int) -> bool:
+            # [RTX] isStreamCapturable: false when enqueue would synchronize (data-dependent shapes).
+            return self.engine._h["op"] != "nonzero"
+
+        # ---- execution -----------------------------------------------------------------------------------
+
+        def execute_async_v3(self, stream_handle: int) -> bool:
+            """[CPP] enqueueV3: returns false, logging an error, when an input shape is unset, when an I/O
+            tensor has no address (outputs may instead have an output allocator), or when a USER_MANAGED
+            context has no device memory or too little for its shapes. The op runs on ``stream_handle``."""
+            rt = self.engine._runtime
+            missing = self._unset_inputs()
+            if missing:
+                rt._log(Severity.ERROR, f"enqueueV3: input shapes not specified: {missing}")
+                return False
+            need = self.update_device_memory_size_for_shapes()
+            if self._device_memory is None:
+                rt._log(Severity.ERROR, "enqueueV3: no device memory; call setDeviceMemory (USER_MANAGED)")
+                return False
+            if self._strategy is ExecutionContextAllocationStrategy.USER_MANAGED and self._device_memory[1] < need:
+                rt._log(Severity.ERROR, f"enqueueV3: device memory {self._device_memory[1]} < {need} required")
+                return False
+            for t in self.engine._io:
+                name = t["name"]
+                if name not in self._addresses and not (t["mode"] == "OUTPUT" and name in self._out_alloc):
+                    rt._log(Severity.ERROR, f"enqueueV3: tensor {name} has no address")
+                    return False
+            op = self.engine._h["op"]
+            if op == "nonzero" and _capturing(stream_handle):
+                # [DG] data-dependent shapes need a synchronization inside enqueue: not capturable.
+                rt._log(Severity.ERROR, "enqueueV3: data-dependent output shapes cannot be stream-captured")
+                return False
+            try:
+                _run_op(self, int(stream_handle))
+            except Exception as exc:  # TensorRT reports failures through the logger and returns false
+                rt._log(Severity.ERROR, f"enqueueV3 failed: {exc}")
+                return False
+            ns.executions += 1
+            return True
+
+    class Runtime:
+        """[PY] Runtime(logger); ``deserialize_cuda_engine`` returns None (logging why) for a bad plan."""
+
+        def __init__(self, logger: Any) -> None:
+            self.logger = logger
+            self.gpu_allocator: Any = None
+            self._lock = threading.Lock()
+
+        def _log(self, severity: Severity, msg: str) -> None:
+            if self.logger is not None:
+                self.logger.log(severity, msg)
+
+        def _alloc(self, size: int) -> int:
+            alloc = self.gpu_allocator
+            if alloc is None or size <= 0:
+                return 0
+            # [PY] GpuAllocator.allocate_async(size, alignment, flags, stream) per the docs; the TensorRT
+            # binding sources up to 11.1 pass (size, alignment, stream, flags) (facts file).
+            if ns.allocator_order == "docs":
+                return int(alloc.allocate_async(size, 256, AllocatorFlag.RESIZABLE, 0))
+            return int(alloc.allocate_async(size, 256, 0, AllocatorFlag.RESIZABLE))
+
+        def _free(self, addr: int) -> None:
+            alloc = self.gpu_allocator
+            if alloc is not None and addr:
+                alloc.deallocate_async(addr, 0)
+
+        def _parse(self, plan: Any) -> dict[str, Any] | None:
+            data = bytes(plan)
+            if not data.startswith(MAGIC):
+                self._log(Severity.ERROR, "Serialization assertion: magic tag does not match")
+                return None
+            try:
+                header: dict[str, Any] = json.loads(data[len(MAGIC):].decode())
+            except ValueError:
+                self._log(Severity.ERROR, "Serialization assertion: plan is truncated or corrupt")
+                return None
+            if header.get("version") != ns.__version__:
+                self._log(Severity.ERROR, f"The engine plan file is not compatible with this version of "
+                          f"TensorRT, expecting library version {ns.__version__} got {header.get('version')}")
+                return None
+            return header
+
+        def deserialize_cuda_engine(self, serialized_engine: Any) -> ICudaEngine | None:
+            header = self._parse(serialized_engine)
+            if header is None:
+                return None
+            if not self._cc_ok(header):
+                self._log(Severity.ERROR, "engine was built for another compute capability")
+                return None
+            return ICudaEngine(self, header, bytes(serialized_engine))
+
+        def _cc_ok(self, header: dict[str, Any]) -> bool:
+            ccs = header.get("compute_capabilities")
+            return not ccs or f"SM{ns.device_cc[0]}{ns.device_cc[1]}" in ccs
+
+    if flavor == "tensorrt_rtx":
+
+        def get_engine_validity(self: Runtime, buffer: Any) -> tuple[EngineValidity, str]:
+            # [RTX] getEngineValidity(blob, size, diagnostics): INVALID with a diagnostic for a plan it
+            # cannot run here; reads only the header.
+            data = bytes(buffer)
+            if not data.startswith(MAGIC):
+                return EngineValidity.INVALID, "not a TensorRT-RTX engine (bad magic)"
+            header = self._parse(buffer)
+            if header is None:
+                return EngineValidity.INVALID, "unsupported engine version"
+            if not self._cc_ok(header):
+                return EngineValidity.INVALID, (
+                    f"engine compute capabilities {header['compute_capabilities']} exclude "
+                    f"SM{ns.device_cc[0]}{ns.device_cc[1]}"
+                )
+            return EngineValidity.VALID, ""
+
+        Runtime.get_engine_validity = get_engine_validity  # type: ignore[attr-defined]
+        Runtime.engine_header_size = 1 << 20  # type: ignore[attr-defined]
+        ns.EngineValidity = EngineValidity
+
+    ns.Runtime = Runtime
+    ns.ICudaEngine = ICudaEngine
+    ns.IExecutionContext = IExecutionContext
+    ns.IHostMemory = IHostMemory
+    return ns
+
+
+def _capturing(stream: int) -> bool:
+    try:
+        from cuda.bindings import runtime as rt
+    except ImportError:  # pragma: no cover
+        return False
+    err, status = rt.cudaStreamIsCapturing(stream)
+    return int(err) == 0 and int(status) != int(rt.cudaStreamCaptureStatus.cudaStreamCaptureStatusNone)
+
+
+def _wrap(cp: Any, addr: int, shape: tuple[int, ...], dtype: str) -> Any:
+    import numpy as np
+
+    n = math.prod(shape) * np.dtype(dtype).itemsize
+    mem = cp.cuda.UnownedMemory(addr, max(n, 1), None)
+    return cp.ndarray(shape, dtype, cp.cuda.MemoryPointer(mem, 0))
+
+
+def _run_op(ctx: Any, stream: int) -> None:
+    """Do the plan's op with CuPy on ``stream`` on the device memory at the bound addresses."""
+    import cupy as cp
+
+    h = ctx.engine._h
+    with cp.cuda.ExternalStream(stream):
+        ins = [_wrap(cp, ctx._addresses[t["name"]], ctx._shapes[t["name"]], _NP[t["dtype"]]) for t in h["inputs"]]
+        if h["op"] == "affine":
+            a, b = h["params"]["a"], h["params"]["b"]
+            for i, t in enumerate(h["outputs"]):
+                x = ins[min(i, len(ins) - 1)]
+                y = _wrap(cp, ctx._addresses[t["name"]], x.shape, _NP[t["dtype"]])
+                cp.multiply(x, a, out=y)
+                cp.add(y, b, out=y)
+        elif h["op"] == "add":
+            t = h["outputs"][0]
+            y = _wrap(cp, ctx._addresses[t["name"]], ins[0].shape, _NP[t["dtype"]])
+            cp.add(ins[0], ins[1], out=y)
+        elif h["op"] == "nonzero":
+            t = h["outputs"][0]
+            idx = cp.stack(cp.nonzero(ins[0])).astype(cp.int64)  # synchronizes: the count is data-dependent
+            shape = tuple(int(d) for d in idx.shape)
+            alloc = ctx._out_alloc.get(t["name"])
+            nbytes = int(idx.nbytes)
+            if alloc is not None:
+                # [PY] OutputAllocator: reallocate_output_async(name, current, size, alignment, stream) returns
+                # the address to write to; notify_shape(name, shape) reports the final shape.
+                addr = int(alloc.reallocate_output_async(t["name"], ctx._addresses.get(t["name"], 0),
+                                                         max(nbytes, 1), 256, stream))
+                if not addr:
+                    raise RuntimeError("output allocator returned null")
+                ctx._addresses[t["name"]] = addr
+                if nbytes:
+                    _wrap(cp, addr, shape, "int64")[...] = idx
+                alloc.notify_shape(t["name"], shape)
+            else:
+                raise RuntimeError(f"output {t['name']} has a data-dependent shape and needs an IOutputAllocator")
+        else:
+            raise RuntimeError(f"unknown op {h['op']}")
+
+
+def make_module(flavor: str = "tensorrt", *, version: str | None = None, allocator_order: str = "docs",
+                device_cc: tuple[int, int] = (9, 0)) -> Any:
+    """A fresh double module. ``flavor`` "tensorrt_rtx" adds ``Runtime.get_engine_validity``."""
+    v = version or (__version__ if flavor == "tensorrt" else "1.7.1.116")
+    return _make(flavor, v, allocator_order, device_cc)
+
+
+_default = _make("tensorrt", __version__, "docs", (9, 0))
+Runtime = _default.Runtime
+ICudaEngine = _default.ICudaEngine
+IExecutionContext = _default.IExecutionContext
+IHostMemory = _default.IHostMemory
