@@ -96,3 +96,16 @@ def test_concurrent_processes_build_once(rtx: Backend, tmp_path: Path) -> None:
         assert p.exitcode == 0
     assert log.read_text().count("built") == 1
     assert len(EngineCache(tmp_path / "cache").entries()) == 1
+
+
+def test_key_follows_the_converter_version(rtx: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    import trtkit.precision as precision
+
+    cache = EngineCache("unused")
+    model = load_onnx(conv_relu(dims=(1, 3, 8, 8)))
+    fp16 = BuildConfig(precision="fp16")
+    monkeypatch.setattr(precision, "_tool_version", lambda tool: "1.0")
+    before = cache.key(model, [], fp16, rtx)
+    monkeypatch.setattr(precision, "_tool_version", lambda tool: "2.0")
+    assert cache.key(model, [], fp16, rtx) != before
+    assert cache.key(model, [], BuildConfig(), rtx) == cache.key(model, [], BuildConfig(), rtx)

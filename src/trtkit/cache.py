@@ -94,6 +94,8 @@ class EngineCache:
     def key(self, model: OnnxModel, profiles: Sequence[Profile], config: BuildConfig,
             backend: Backend) -> str:
         """The content address of the engine these inputs would build."""
+        from .precision import converter_identity
+
         material = {
             "v": KEY_VERSION,
             "onnx": model.sha256,
@@ -102,6 +104,7 @@ class EngineCache:
             "backend": backend.name,
             "backend_version": backend.version,
             "target": target_key(backend, config),
+            "converter": converter_identity(backend, config),
         }
         return sha256_bytes(json.dumps(material, sort_keys=True).encode())[:32]
 

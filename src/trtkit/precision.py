@@ -289,6 +289,18 @@ def _pick_tool(precision: str, tool: Converter) -> str:
     return "onnxconverter-common"
 
 
+def converter_identity(backend: Backend, config: BuildConfig) -> str | None:
+    """``"tool version"`` of the converter a build would use, or None when it converts nothing.
+
+    Part of the engine cache key: ``converter="auto"`` picks ModelOpt when it is installed, which changes the
+    model TensorRT builds.
+    """
+    if plan_precision(backend.features, config) != "convert":
+        return None
+    tool = _pick_tool(config.precision, config.converter)
+    return f"{tool} {_tool_version(tool)}"
+
+
 def _with_weights(model: OnnxModel) -> Any:
     """A copy of the model's proto with external weights loaded into it."""
     import onnx
