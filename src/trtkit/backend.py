@@ -35,6 +35,7 @@ __all__ = [
     "LogCapture",
     "available_backends",
     "get_backend",
+    "install_hint",
 ]
 
 BackendName = Literal["tensorrt", "tensorrt_rtx"]
@@ -56,6 +57,11 @@ _INSTALL: Final[dict[BackendName, str]] = {
 }
 
 _log = get_logger("backend")
+
+
+def install_hint(name: BackendName) -> str:
+    """The pip command that installs backend ``name``."""
+    return _INSTALL[name]
 _trt_log = get_logger("tensorrt")
 
 

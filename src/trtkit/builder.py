@@ -412,7 +412,12 @@ def build_engine(
             TensorRT-RTX, or ``strongly_typed``); see :mod:`trtkit.precision`.
 
     Raises:
-        ModelError, OnnxParseError, ShapeError, UnsupportedFeatureError, BuildError, BuildCancelledError.
+        ModelError: the model is missing, unreadable or has inputs TensorRT cannot take.
+        OnnxParseError: TensorRT's parser rejected nodes; every parser error is listed.
+        ShapeError: the profiles do not fit the model's inputs.
+        UnsupportedFeatureError: the backend or target GPU lacks a requested option.
+        BuildError: TensorRT failed to build; carries TensorRT's log.
+        BuildCancelledError: the progress callback or ``cancel`` stopped the build.
     """
     config = config or BuildConfig()
     be = backend if isinstance(backend, Backend) else get_backend(backend)

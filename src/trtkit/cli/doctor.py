@@ -15,7 +15,7 @@ import click
 
 from .. import gpu
 from .._version import __version__
-from ..backend import _INSTALL, BACKEND_NAMES, Backend, get_backend
+from ..backend import BACKEND_NAMES, Backend, get_backend, install_hint
 from ..compat import run_blocker
 from ..errors import DependencyError, TrtkitError
 from ._options import echo_json
@@ -69,7 +69,7 @@ def _backends(requested: str | None) -> tuple[list[dict[str, Any]], Backend | No
         try:
             be = get_backend(name)
         except DependencyError as exc:
-            row.update(error=exc.message, install=_INSTALL[name])
+            row.update(error=exc.message, install=install_hint(name))
         else:
             row.update(installed=True, label=be.label, version=be.version, distributions=_dists_of(name),
                        features=_features(be))
@@ -134,7 +134,7 @@ def collect(backend: str | None = None) -> dict[str, Any]:
     can_build = active is not None
     fixes: list[str] = []
     if active is None:
-        fixes.append(f"Install a TensorRT backend: {_INSTALL['tensorrt']}  or  {_INSTALL['tensorrt_rtx']}")
+        fixes.append(f"Install a TensorRT backend: {install_hint('tensorrt')}  or  {install_hint('tensorrt_rtx')}")
     for p in packages:
         if p["version"] is None:
             fixes.append(f"pip install {p['name']}  ({p['why']})")
