@@ -19,12 +19,16 @@ from trtkit.builder import build_engine
 from trtkit.cli.main import main
 from trtkit.compare import (
     DEFAULT_TOLERANCES,
+    Tolerance,
     compare,
+    compare_outputs,
     cosine_similarity,
     generate_inputs,
     max_abs_error,
     max_rel_error,
+    mean_abs_error,
     mismatch_count,
+    run_onnxruntime,
 )
 from trtkit.compat import run_blocker
 from trtkit.errors import DependencyError, InputError, ShapeError
@@ -113,14 +117,98 @@ def test_metrics_reject_different_shapes() -> None:
         max_abs_error([1.0, 2.0], [1.0, 2.0, 3.0])
 
 
+def test_mean_abs_error_averages_absolute_differences() -> None:
+    assert mean_abs_error([1.0, 2.0, 3.0, 4.0], [1.0, 2.5, 2.0, 4.0]) == pytest.approx((0.5 + 1.0) / 4)
+    assert mean_abs_error(np.zeros(0), np.zeros(0)) == 0.0
+
+
 def test_default_tolerances_never_tighten_as_mantissa_bits_drop() -> None:
-    order = ["fp32", "tf32", "fp16", "bf16"]  # 23, 10, 10 and 7 mantissa bits
-    assert list(DEFAULT_TOLERANCES) == order
-    for tighter, looser in itertools.pairwise(order):
-        assert DEFAULT_TOLERANCES[tighter].rtol <= DEFAULT_TOLERANCES[looser].rtol
-        assert DEFAULT_TOLERANCES[tighter].atol <= DEFAULT_TOLERANCES[looser].atol
+    floats = ["fp32", "tf32", "fp16", "bf16"]  # 23, 10, 10 and 7 mantissa bits
+    assert list(DEFAULT_TOLERANCES) == [*floats, "int8", "fp8"]
+    for tighter, looser in itertools.pairwise(floats):
+        t, lo = DEFAULT_TOLERANCES[tighter], DEFAULT_TOLERANCES[looser]
+        assert t.rtol is not None and t.atol is not None and lo.rtol is not None and lo.atol is not None
+        assert t.rtol <= lo.rtol and t.atol <= lo.atol
+        assert t.min_cosine >= lo.min_cosine and t.max_mismatch <= lo.max_mismatch
     assert DEFAULT_TOLERANCES["tf32"] == DEFAULT_TOLERANCES["fp16"]  # same mantissa width
-    assert DEFAULT_TOLERANCES["fp32"].rtol < DEFAULT_TOLERANCES["tf32"].rtol < DEFAULT_TOLERANCES["bf16"].rtol
+    assert DEFAULT_TOLERANCES["fp32"].max_mismatch == 0.0  # FP32 allows no element out of bounds
+    for quantized in ("int8", "fp8"):  # quantization error is not bounded per element: cosine only
+        t = DEFAULT_TOLERANCES[quantized]
+        assert t.rtol is None and t.atol is None and 0 < t.min_cosine < DEFAULT_TOLERANCES["bf16"].min_cosine
+
+
+def test_tolerance_needs_both_bounds_or_neither() -> None:
+    with pytest.raises(InputError, match="both rtol and atol"):
+        Tolerance(rtol=1e-3, atol=None)
+    with pytest.raises(InputError, match="fraction"):
+        Tolerance(rtol=1e-3, atol=1e-3, max_mismatch=2.0)
+
+
+# ---- the pass rule, on hand-made arrays ------------------------------------------------------------------------
+
+
+def _ramp() -> np.ndarray:
+    """200 reference values in [1, 3): cosine stays near 1 when a few of them move."""
+    return np.linspace(1.0, 3.0, 200, endpoint=False)
+
+
+def _judge(got: np.ndarray, ref: np.ndarray, tolerance: Tolerance) -> bool:
+    (out,) = compare_outputs({"y": got}, {"y": ref}, tolerance=tolerance)
+    return out.passed
+
+
+def test_fp16_allows_one_percent_of_elements_out_of_bounds() -> None:
+    fp16 = DEFAULT_TOLERANCES["fp16"]
+    ref = _ramp()
+    one_off, three_off = ref.copy(), ref.copy()
+    one_off[10] += 0.1  # bound at ~1.1 is 1e-3 + 1e-2 * 1.1 = 0.012
+    three_off[[10, 50, 90]] += 0.1
+    (one,) = compare_outputs({"y": one_off}, {"y": ref}, tolerance=fp16)
+    (three,) = compare_outputs({"y": three_off}, {"y": ref}, tolerance=fp16)
+    assert (one.mismatches, one.size) == (1, 200) and one.passed  # 0.5 % <= 1 %
+    assert three.mismatches == 3 and not three.passed  # 1.5 % > 1 %
+    assert three.cosine > fp16.min_cosine  # failed on the count alone
+    assert any("3/200" in f for f in three.failures)
+    assert not _judge(one_off, ref, DEFAULT_TOLERANCES["fp32"])  # fp32 allows none
+
+
+def test_a_nan_where_the_reference_has_none_fails() -> None:
+    ref = _ramp()
+    got = ref.copy()
+    got[5] = np.nan
+    loose = Tolerance(rtol=None, atol=None, min_cosine=0.0)
+    (out,) = compare_outputs({"y": got}, {"y": ref}, tolerance=loose)
+    assert out.nonfinite == 1 and not out.passed
+    assert not _judge(got, ref, DEFAULT_TOLERANCES["fp16"])
+    both = ref.copy()
+    both[5] = np.nan
+    assert _judge(both, both.copy(), DEFAULT_TOLERANCES["fp32"])  # NaN where the reference has NaN is fine
+
+
+def test_cosine_below_threshold_fails_unless_the_reference_is_near_zero() -> None:
+    ref = np.array([1.0, 0.0])
+    got = np.array([1.0, 1.0])  # cosine 1/sqrt(2) = 0.707
+    cosine_only = Tolerance(rtol=None, atol=None, min_cosine=0.98)
+    (out,) = compare_outputs({"y": got}, {"y": ref}, tolerance=cosine_only)
+    assert out.cosine == pytest.approx(1 / math.sqrt(2)) and not out.passed
+    assert _judge(got, ref, Tolerance(rtol=None, atol=None, min_cosine=0.7))
+    # Elementwise bounds this loose accept every element (|8 - 0| <= 8), but the cosine, 10 / sqrt(164) = 0.78,
+    # still fails it.
+    big_ref, big_got = np.array([10.0, 0.0]), np.array([10.0, 8.0])
+    loose = Tolerance(rtol=0.0, atol=8.0, min_cosine=0.98)
+    (out,) = compare_outputs({"y": big_got}, {"y": big_ref}, tolerance=loose)
+    assert out.mismatches == 0 and out.cosine == pytest.approx(10 / math.sqrt(164)) and not out.passed
+    # A reference all within atol of zero has no meaningful direction: cosine is not checked.
+    tiny = np.array([1e-4, 0.0])
+    assert _judge(np.array([0.0, 1e-4]), tiny, DEFAULT_TOLERANCES["fp16"])
+
+
+def test_shape_or_name_differences_fail_with_the_reason() -> None:
+    ref = {"y": np.zeros((2, 3))}
+    (wrong_shape,) = compare_outputs({"y": np.zeros((3, 2))}, ref, tolerance=DEFAULT_TOLERANCES["fp32"])
+    (missing,) = compare_outputs({"z": np.zeros((2, 3))}, ref, tolerance=DEFAULT_TOLERANCES["fp32"])
+    assert not wrong_shape.passed and "3x2" in str(wrong_shape.problem)
+    assert not missing.passed and "no output" in str(missing.problem)
 
 
 # ---- inputs --------------------------------------------------------------------------------------------------
@@ -251,6 +339,21 @@ def test_missing_onnxruntime_names_the_install_command(models: tuple[Path, Path,
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(DependencyError, match="pip install onnxruntime"):
         compare(ref, same, shapes="x:1x4")
+
+
+def test_runner_falls_back_to_the_reference_evaluator_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = np.arange(12, dtype=np.float32).reshape(4, 3) / 7
+    x = np.random.default_rng(3).standard_normal((2, 4)).astype(np.float32)
+    ort_out = run_onnxruntime(matmul_model(w), {"x": x})
+    assert ort_out.evaluator == "onnxruntime"
+    np.testing.assert_allclose(ort_out["y"], x @ w, rtol=1e-6)
+    ref_out = run_onnxruntime(matmul_model(w), {"x": x}, evaluator="reference")
+    assert ref_out.evaluator == "onnx-reference"
+    np.testing.assert_allclose(ref_out["y"], x @ w, rtol=1e-6)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    auto = run_onnxruntime(matmul_model(w), {"x": x}, evaluator="auto")
+    assert auto.evaluator == "onnx-reference"
+    np.testing.assert_allclose(auto["y"], x @ w, rtol=1e-6)
 
 
 # ---- engines -------------------------------------------------------------------------------------------------

@@ -18,10 +18,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from trtkit.backend import Backend, Features, get_backend
 from trtkit.builder import BuildConfig, build_engine
+from trtkit.compare import DEFAULT_TOLERANCES
 from trtkit.errors import UnsupportedFeatureError
 from trtkit.precision import (
     DEFAULT_FP32_OPS,
-    TOLERANCES,
     check_conversion,
     convert_model,
     model_precisions,
@@ -165,6 +165,15 @@ def test_check_conversion_catches_a_wrong_model(cnn: Path) -> None:
     assert "FAIL" in report.format()
 
 
+def test_check_conversion_reports_its_tolerance_and_evaluator(cnn: Path) -> None:
+    conversion = convert_model(cnn, "fp16")
+    data = check_conversion(cnn, conversion.model, inputs=_image(), precision="bf16").to_dict()
+    assert data["evaluator"] == "onnxruntime" and data["precision"] == "bf16"
+    assert data["tolerance"] == {"rtol": 5e-2, "atol": 1e-2, "min_cosine": 0.99, "max_mismatch": 0.01}
+    with pytest.raises(UnsupportedFeatureError, match="no default tolerance for precision 'int4'"):
+        check_conversion(cnn, conversion.model, inputs=_image(), precision="int4")
+
+
 def test_convert_io_types_makes_fp16_inputs(cnn: Path) -> None:
     conversion = convert_model(cnn, "fp16", keep_io_types=False)
     assert conversion.model.inputs()[0].dtype == "float16"
@@ -300,7 +309,7 @@ def test_fp8_qdq_model_for_sm86_fails_clearly() -> None:
 
 
 def test_tolerances_are_ordered_by_precision() -> None:
-    fp32, fp16, bf16 = TOLERANCES["fp32"], TOLERANCES["fp16"], TOLERANCES["bf16"]
+    fp32, fp16, bf16 = DEFAULT_TOLERANCES["fp32"], DEFAULT_TOLERANCES["fp16"], DEFAULT_TOLERANCES["bf16"]
     assert fp32.rtol is not None and fp16.rtol is not None and bf16.rtol is not None
     assert fp32.rtol < fp16.rtol < bf16.rtol
     assert fp32.min_cosine > fp16.min_cosine > bf16.min_cosine

@@ -208,7 +208,7 @@ def test_compute_capability_mismatch_and_ampere_plus() -> None:
 def test_rtx_targets_and_runtime_limits() -> None:
     be = _be("tensorrt_rtx")
     rtx = _manifest(backend="tensorrt_rtx", version="1.7.1.116", target={"compute_capabilities": ["SM120"]})
-    with pytest.raises(EngineIncompatibleError, match="does not run|cannot run"):
+    with pytest.raises(EngineIncompatibleError, match=r"does not run|cannot run"):
         check_compatibility(rtx, be, H200)  # RTX refuses 9.0 whatever the manifest says
     ada = DeviceInfo(0, "RTX 4090", (8, 9), 1 << 34)
     with pytest.raises(EngineIncompatibleError, match="targets SM120"):

@@ -33,15 +33,12 @@ if TYPE_CHECKING:
 
     from .backend import Backend, Features
     from .builder import BuildConfig
+    from .compare import CompareReport, Tolerance
     from .onnx_model import ModelSource, OnnxModel
 
 __all__ = [
     "DEFAULT_FP32_OPS",
-    "TOLERANCES",
     "Conversion",
-    "ConversionReport",
-    "OutputError",
-    "Tolerance",
     "check_conversion",
     "check_target",
     "convert_model",
@@ -637,153 +634,6 @@ def quantize(
 # ---- accuracy ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """An output passes when at most ``max_mismatch`` (a fraction) of its elements break
-    ``|got - ref| <= atol + rtol * |ref|``, and its cosine similarity to the reference is at least
-    ``min_cosine`` (not checked when the reference is all within ``atol`` of zero). ``rtol``/``atol`` None:
-    only the cosine is checked."""
-
-    rtol: float | None
-    atol: float | None
-    min_cosine: float
-    max_mismatch: float = 0.0
-
-
-TOLERANCES: Final[Mapping[str, Tolerance]] = {
-    "fp32": Tolerance(rtol=1e-4, atol=1e-5, min_cosine=0.99999),
-    "tf32": Tolerance(rtol=1e-2, atol=1e-3, min_cosine=0.999, max_mismatch=0.01),
-    "fp16": Tolerance(rtol=1e-2, atol=1e-3, min_cosine=0.999, max_mismatch=0.01),
-    "bf16": Tolerance(rtol=5e-2, atol=1e-2, min_cosine=0.99, max_mismatch=0.01),
-    "int8": Tolerance(rtol=None, atol=None, min_cosine=0.98),
-    "fp8": Tolerance(rtol=None, atol=None, min_cosine=0.98),
-}
-"""Default tolerances by precision; reasons in ``docs/precision.md``."""
-
-
-@dataclass(frozen=True)
-class OutputError:
-    """How one output of the converted model differs from the FP32 model."""
-
-    name: str
-    max_abs: float
-    max_rel: float
-    mean_abs: float
-    cosine: float
-    mismatched: int
-    """Elements outside ``atol + rtol * |ref|`` (0 when only the cosine is checked)."""
-    size: int
-    passed: bool
-
-
-@dataclass(frozen=True)
-class ConversionReport:
-    """The result of :func:`check_conversion`."""
-
-    precision: str
-    tolerance: Tolerance
-    evaluator: str
-    outputs: tuple[OutputError, ...]
-
-    @property
-    def passed(self) -> bool:
-        return all(o.passed for o in self.outputs)
-
-    def to_dict(self) -> dict[str, Any]:
-        t = self.tolerance
-        return {
-            "precision": self.precision,
-            "evaluator": self.evaluator,
-            "tolerance": {"rtol": t.rtol, "atol": t.atol, "min_cosine": t.min_cosine,
-                          "max_mismatch": t.max_mismatch},
-            "passed": self.passed,
-            "outputs": [o.__dict__ for o in self.outputs],
-        }
-
-    def format(self) -> str:
-        t = self.tolerance
-        lines = [f"{self.precision} vs fp32 on {self.evaluator} (rtol={t.rtol}, atol={t.atol}, "
-                 f"cosine>={t.min_cosine}, mismatched<={t.max_mismatch:.0%}): {'PASS' if self.passed else 'FAIL'}"]
-        for o in self.outputs:
-            lines.append(f"  {o.name}: max_abs={o.max_abs:.3g} max_rel={o.max_rel:.3g} mean_abs={o.mean_abs:.3g} "
-                         f"cosine={o.cosine:.6f} mismatched={o.mismatched}/{o.size} "
-                         f"{'ok' if o.passed else 'FAIL'}")
-        return "\n".join(lines)
-
-
-_NP_BY_ONNX: Final = {1: "float32", 10: "float16", 11: "float64", 2: "uint8", 3: "int8", 5: "int16", 6: "int32",
-                      7: "int64", 9: "bool"}
-
-
-def _make_inputs(model: OnnxModel, shapes: Mapping[str, Sequence[int]], seed: int) -> dict[str, Any]:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    feeds: dict[str, Any] = {}
-    missing: list[str] = []
-    for info in model.inputs():
-        shape = tuple(shapes.get(info.name, info.shape))
-        if any(d < 0 for d in shape):
-            missing.append(f"{info.name} {list(info.shape)}")
-            continue
-        if info.dtype in ("float32", "float16", "float64", "bfloat16"):
-            feeds[info.name] = rng.standard_normal(shape).astype(np.float32)
-        elif info.dtype == "bool":
-            feeds[info.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feeds[info.name] = rng.integers(0, 10, shape).astype(info.dtype)
-    if missing:
-        raise InputError(f"inputs with dynamic dims need a shape for the accuracy check: {', '.join(missing)}; "
-                         "pass shapes={name: (dims...)} or inputs")
-    return feeds
-
-
-def _run(proto: Any, feeds: Mapping[str, Any], evaluator: str) -> tuple[list[Any], str]:
-    import numpy as np
-
-    types = {v.name: v.type.tensor_type.elem_type for v in proto.graph.input}
-    cast = {k: np.asarray(v).astype(_NP_BY_ONNX.get(types.get(k, 0), np.asarray(v).dtype.name))
-            for k, v in feeds.items()}
-    names = [o.name for o in proto.graph.output]
-    if evaluator in ("auto", "onnxruntime") and _has_module("onnxruntime"):
-        import onnxruntime as ort
-
-        try:
-            session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-            return list(session.run(names, cast)), "onnxruntime"
-        except Exception as exc:
-            if evaluator == "onnxruntime":
-                raise
-            _log.info("ONNX Runtime cannot run the model (%s); using ONNX's reference evaluator", exc)
-    from onnx.reference import ReferenceEvaluator
-
-    return list(ReferenceEvaluator(proto).run(names, cast)), "onnx-reference"
-
-
-def _compare(name: str, ref: Any, got: Any, tol: Tolerance) -> OutputError:
-    import numpy as np
-
-    r = np.asarray(ref, dtype=np.float64).ravel()
-    g = np.asarray(got, dtype=np.float64).ravel()
-    if r.shape != g.shape:
-        return OutputError(name, float("inf"), float("inf"), float("inf"), 0.0, r.size, r.size, False)
-    d = np.abs(g - r)
-    finite = np.isfinite(d).all()
-    floor = tol.atol if tol.atol else 1e-6
-    max_abs = float(d.max(initial=0.0))
-    max_rel = float((d / np.maximum(np.abs(r), floor)).max(initial=0.0))
-    norm = float(np.linalg.norm(r) * np.linalg.norm(g))
-    cosine = float(np.dot(r, g) / norm) if norm > 0 else (1.0 if max_abs == 0 else 0.0)
-    mismatched = 0
-    if tol.rtol is not None and tol.atol is not None:
-        mismatched = int(np.count_nonzero(~(d <= tol.atol + tol.rtol * np.abs(r))))
-    # Cosine similarity says nothing about outputs that are all within atol of zero.
-    cosine_ok = cosine >= tol.min_cosine or float(np.abs(r).max(initial=0.0)) <= (tol.atol or 0.0)
-    passed = bool(finite and mismatched <= tol.max_mismatch * r.size and cosine_ok)
-    return OutputError(name, max_abs, max_rel, float(d.mean()) if d.size else 0.0, cosine, mismatched, int(r.size),
-                       passed)
-
-
 def check_conversion(
     fp32_model: ModelSource | OnnxModel,
     converted_model: ModelSource | OnnxModel,
@@ -794,32 +644,27 @@ def check_conversion(
     precision: str = "fp16",
     tolerance: Tolerance | None = None,
     evaluator: Literal["auto", "onnxruntime", "reference"] = "auto",
-) -> ConversionReport:
+) -> CompareReport:
     """Run the FP32 model and the converted model on the CPU with the same inputs and compare the outputs.
 
-    Inputs are ``inputs`` or random (standard normal floats, seeded); dynamic dims need ``shapes``. The
-    converted model runs on ONNX Runtime's CPU provider (which computes nodes that lack an FP16 kernel in FP32
-    after inserting casts), or on ONNX's reference evaluator where ONNX Runtime cannot run it or when
-    ``evaluator="reference"`` (NumPy arithmetic in the model's own types; slow on large models).
+    :func:`trtkit.compare.compare` with a converted model as the candidate. Inputs are ``inputs`` or
+    generated (:func:`trtkit.compare.generate_inputs`, seeded); dynamic dims need ``shapes``. The converted
+    model runs on ONNX Runtime's CPU provider (which computes nodes that lack an FP16 kernel in FP32 after
+    inserting casts), or on ONNX's reference evaluator where ONNX Runtime cannot run it or when
+    ``evaluator="reference"`` (NumPy arithmetic in the model's own types; slow on large models). Outputs are
+    judged by ``tolerance``, default ``trtkit.compare.DEFAULT_TOLERANCES[precision]``.
 
     Raises:
-        InputError: dynamic dims without a shape.
+        ShapeError: dynamic dims without a shape.
+        InputError: inputs that do not match the model.
         UnsupportedFeatureError: no tolerance is known for ``precision``.
     """
-    from .onnx_model import OnnxModel, load_onnx
+    from .compare import DEFAULT_TOLERANCES, compare
 
-    ref_model = fp32_model if isinstance(fp32_model, OnnxModel) else load_onnx(fp32_model)
-    new_model = converted_model if isinstance(converted_model, OnnxModel) else load_onnx(converted_model)
-    if tolerance is None:
-        if precision not in TOLERANCES:
-            raise UnsupportedFeatureError(
-                f"no default tolerance for precision {precision!r}; known: {', '.join(TOLERANCES)}; "
-                "or pass tolerance=Tolerance(...)"
-            )
-        tolerance = TOLERANCES[precision]
-    feeds = dict(inputs) if inputs is not None else _make_inputs(ref_model, shapes or {}, seed)
-    ref_out, _ = _run(_with_weights(ref_model), feeds, "auto")
-    got_out, used = _run(_with_weights(new_model), feeds, evaluator)
-    names = [o.name for o in ref_model.proto.graph.output]
-    outputs = tuple(_compare(n, r, g, tolerance) for n, r, g in zip(names, ref_out, got_out, strict=True))
-    return ConversionReport(precision, tolerance, used, outputs)
+    if tolerance is None and precision not in DEFAULT_TOLERANCES:
+        raise UnsupportedFeatureError(
+            f"no default tolerance for precision {precision!r}; known: {', '.join(DEFAULT_TOLERANCES)}; "
+            "or pass tolerance=Tolerance(...)"
+        )
+    return compare(fp32_model, converted_model, inputs=inputs, shapes=shapes, seed=seed,
+                   precision=precision, tolerance=tolerance, evaluator=evaluator)  # type: ignore[arg-type]

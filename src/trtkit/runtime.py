@@ -176,6 +176,17 @@ def normalize_inputs(inputs: Sequence[TensorSpec], given: Any) -> dict[str, Any]
 _NP_TO_TRTKIT: dict[str, str] = {d.numpy_name: d.name for d in dtypes.all_dtypes() if d.numpy_name}
 
 
+_DTYPE_NAMES: dict[Any, str] = {}
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = dtype.name if dtype is not None else "unknown"
+        _DTYPE_NAMES[dtype] = name
+    return name
+
+
 def _c_contiguous(shape: Shape, strides: tuple[int, ...] | None) -> bool:
     if strides is None:
         return True
@@ -206,11 +217,11 @@ def describe_array(obj: Any, stream: int | None = None) -> ArrayInfo:
     if not isinstance(obj, np.ndarray):
         dl_device = getattr(obj, "__dlpack_device__", None)
         on_cpu = dl_device is not None and int(dl_device()[0]) == 1
-        if not on_cpu and (hasattr(obj, "__cuda_array_interface__") or dl_device is not None):
+        if not on_cpu and (dl_device is not None or hasattr(type(obj), "__cuda_array_interface__")):
             from .memory import view_device_array
 
             v = view_device_array(obj, stream)
-            np_name = v.dtype.name if v.dtype is not None else "unknown"
+            np_name = _dtype_name(v.dtype)
             return ArrayInfo("device" if v.is_device else "host", v.shape, _NP_TO_TRTKIT.get(np_name, np_name),
                              _c_contiguous(v.shape, v.strides), v.device_id if v.is_device else -1, v.ptr,
                              obj=(obj, v.owner))
@@ -909,9 +920,9 @@ class Context:
             if shape is None:
                 continue
             if target is None:
-                buf = self.engine.pinned.allocate(nbytes, self.stream)
-                target = self._m.host_array(buf, shape, npd)
-                buf.set_deallocation_stream(core.LEGACY_DEFAULT_STREAM)
+                target = self.engine.pinned.empty(shape, npd, self.stream)
+                if self.engine.pinned.stream_ordered:
+                    self._m.raw_owner(target)._trtkit_owner.set_deallocation_stream(core.LEGACY_DEFAULT_STREAM)
                 result[spec.name] = target
             elif not isinstance(target, np.ndarray):
                 continue

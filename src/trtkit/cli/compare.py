@@ -11,8 +11,8 @@ from ._options import echo_json
 
 _EPILOG = (
     "Exit status: 0 every output within tolerance, 1 error, 2 usage error, 3 the engine cannot run on this "
-    "machine (reason printed), 4 outputs differ beyond tolerance. Default tolerances (rtol/atol): "
-    + "; ".join(f"{k} {t.rtol:g}/{t.atol:g}" for k, t in DEFAULT_TOLERANCES.items())
+    "machine (reason printed), 4 outputs differ beyond tolerance. Default tolerances: "
+    + "; ".join(f"{k}: {t.describe()}" for k, t in DEFAULT_TOLERANCES.items())
     + "."
 )
 
@@ -27,8 +27,8 @@ _EPILOG = (
                    "(default: the opt shapes of the engine's first profile).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for generated inputs.")
 @click.option("--precision", type=click.Choice(["auto", *DEFAULT_TOLERANCES]), default="auto", show_default=True,
-              help="Picks the default tolerances; auto reads the engine manifest (tf32 for an FP32 build "
-                   "with TF32), tf32 when building, fp32 for two ONNX models.")
+              help="Picks the default tolerances; auto reads the engine manifest (int8/fp8 for a Q/DQ model, "
+                   "tf32 for an FP32 build with TF32), tf32 when building, fp32 for two ONNX models.")
 @click.option("--rtol", type=click.FloatRange(min=0), default=None, help="Relative tolerance (overrides).")
 @click.option("--atol", type=click.FloatRange(min=0), default=None, help="Absolute tolerance (overrides).")
 @click.option("--backend", default=None, metavar="NAME",
@@ -41,8 +41,11 @@ def compare_command(model: Path, candidate: Path | None, inputs: Path | None, sh
 
     CANDIDATE is an engine file, or a second .onnx model (an FP16 conversion, say) also run with ONNX Runtime.
     Without CANDIDATE, an engine is built from MODEL and compared, when this machine can run engines.
-    Reports per output the max absolute and relative error, the elements outside tolerance
-    (|a - b| <= atol + rtol * |b|, as numpy.isclose) and the cosine similarity.
+    Reports per output the max absolute and relative error, the mean absolute error, the elements outside
+    tolerance (|a - b| <= atol + rtol * |b|, as numpy.isclose) and the cosine similarity. An output passes
+    when it has the reference's shape, no NaN/inf where the reference has none, at most the precision's
+    max-mismatch fraction of elements outside tolerance, and a cosine of at least its min-cosine (not checked
+    when the reference is all within atol of zero).
     """
     report = compare(
         model, candidate, inputs=inputs, shapes=shapes, seed=seed,
