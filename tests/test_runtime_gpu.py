@@ -238,3 +238,53 @@ def test_cli_run_and_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     data = json.loads(js.read_text())
     assert [d["shapes"]["x"] for d in data] == [[8, 4], [64, 4]]
     assert all(d["iterations"] == 300 and d["gpu_compute_ms"]["median"] > 0 for d in data)
+
+
+def test_dlpack_handshake_orders_a_producer_on_another_stream(eng) -> None:
+    """Context.infer on its own stream must wait for work the producer queued on another stream."""
+    torch = pytest.importorskip("torch")
+    producer = torch.cuda.Stream()
+    x = torch.zeros(64, 4, device="cuda")
+    torch.cuda.synchronize()
+    ctx = eng.create_context()  # its own stream, not the producer's
+    with torch.cuda.stream(producer):
+        torch.cuda._sleep(50_000_000)  # keep the producer busy so a missing wait would read the zeros
+        x.fill_(5.0)
+        y = ctx.infer({"x": x})["y"]  # torch's DLPack export orders its current stream before ctx's
+    ctx.stream.sync()
+    assert torch.from_dlpack(y).eq(11.0).all().item()
+    ctx.close()
+
+
+def test_facade_torch_outputs_come_from_torch_not_the_pool(eng) -> None:
+    torch = pytest.importorskip("torch")
+    from trtkit.engine import Engine
+
+    e = Engine(eng)
+    x = torch.randn(16, 4, device="cuda")
+    e(x)
+    before = eng.pool.stats().allocations
+    for _ in range(100):
+        y = e(x)["y"]
+    torch.cuda.synchronize()
+    assert eng.pool.stats().allocations == before
+    torch.testing.assert_close(y, x * 2 + 1)
+
+
+LARGE = trt_double.make_plan(profiles=[{"x": ((1, 4), (1 << 21, 4), (1 << 21, 4))}])
+
+
+def test_large_pageable_arrays_take_the_parallel_path(be) -> None:
+    from trtkit import memory
+    from trtkit.runtime import load_engine
+
+    n = 1 << 21  # 32 MiB each way: above memory.PARALLEL_COPY_MIN
+    assert n * 16 >= memory.PARALLEL_COPY_MIN
+    with load_engine(LARGE, backend=be) as le:
+        x = np.random.default_rng(1).standard_normal((n, 4)).astype(np.float32)
+        out = np.full((n, 4), np.nan, np.float32)  # pageable, caller-provided
+        res = le.infer({"x": x}, outputs={"y": out})
+        assert res["y"] is out
+        np.testing.assert_allclose(out, x * 2 + 1, rtol=1e-6)
+        default = le.infer({"x": x})["y"]  # trtkit's pinned output
+        np.testing.assert_allclose(default, x * 2 + 1, rtol=1e-6)

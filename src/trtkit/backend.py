@@ -15,6 +15,7 @@ TensorRT signals failure with ``None``, ``False`` or ``-1`` and writes the reaso
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib
 import logging
@@ -300,17 +301,32 @@ class _LogSink:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._captures: list[LogCapture] = []
+        # Recent warnings and errors, numbered, for calls on the hot path that cannot afford a capture block:
+        # take mark() before the call and read since(mark) only when it failed.
+        self._seq = 0
+        self._recent: collections.deque[tuple[int, int, str]] = collections.deque(maxlen=64)
 
     def emit(self, severity: Any, message: str) -> None:
         name = getattr(severity, "name", str(severity)).rsplit(".", 1)[-1]
         level = _SEVERITY_TO_LEVEL.get(name, logging.INFO)
         if _trt_log.isEnabledFor(level):
             _trt_log.log(level, "%s", message)
+        if level >= logging.WARNING:
+            with self._lock:
+                self._seq += 1
+                self._recent.append((self._seq, level, message))
         if self._captures:
             with self._lock:
                 for cap in self._captures:
                     if level >= cap.min_level:
                         cap.records.append((level, message))
+
+    def mark(self) -> int:
+        return self._seq
+
+    def since(self, mark: int) -> list[str]:
+        with self._lock:
+            return [f"[{logging.getLevelName(level)}] {msg}" for seq, level, msg in self._recent if seq > mark]
 
     @contextlib.contextmanager
     def capture(self, min_level: int) -> Iterator[LogCapture]:
@@ -457,6 +473,14 @@ class Backend:
                 _log.warning("%s could not register its bundled plugins: %s", self.label, cap.lines)
         with self._lock:
             self._plugins_ready = True
+
+    def log_mark(self) -> int:
+        """A cheap marker for :meth:`log_since`; for hot-path calls where :meth:`capture` costs too much."""
+        return self._sink.mark()
+
+    def log_since(self, mark: int) -> list[str]:
+        """Warnings and errors TensorRT logged after ``mark`` (the last 64 kept), for an exception message."""
+        return self._sink.since(mark)
 
     def capture(self, min_level: int = logging.WARNING) -> contextlib.AbstractContextManager[LogCapture]:
         """Collect TensorRT's messages of ``min_level`` and above logged while the block runs."""

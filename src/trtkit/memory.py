@@ -346,6 +346,40 @@ def host_array(buf: Any, shape: tuple[int, ...], dtype: Any) -> Any:
 # ---- copies ----------------------------------------------------------------------------------------------
 
 
+PARALLEL_COPY_MIN: Final = 16 << 20
+"""Host copies at least this large are split over several threads (one thread reaches about a third of the
+memory bandwidth; the driver's own staging of pageable memory is slower still)."""
+_copy_pool: Any = None
+_copy_workers = 1
+_copy_pool_lock = threading.Lock()
+
+
+def host_copy(dst: Any, src: Any) -> None:
+    """Copy between two C-contiguous NumPy arrays of equal size in bytes, in parallel when large."""
+    import numpy as np
+
+    d = dst.reshape(-1).view(np.uint8)
+    s = src.reshape(-1).view(np.uint8)
+    n = int(d.nbytes)
+    if n < PARALLEL_COPY_MIN:
+        np.copyto(d, s)
+        return
+    global _copy_pool, _copy_workers
+    with _copy_pool_lock:
+        if _copy_pool is None:
+            import concurrent.futures
+            import os
+
+            _copy_workers = max(2, min(8, (os.cpu_count() or 2) // 2))
+            _copy_pool = concurrent.futures.ThreadPoolExecutor(_copy_workers, thread_name_prefix="trtkit-copy")
+        pool, parts = _copy_pool, _copy_workers
+    step = -(-n // parts)
+    step += (-step) % 4096
+    futures = [pool.submit(np.copyto, d[i:i + step], s[i:i + step]) for i in range(0, n, step)]
+    for f in futures:
+        f.result()
+
+
 def copy_async(dst: int, src: int, nbytes: int, stream: int) -> None:
     """``cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, stream)`` with addresses as ints."""
     if nbytes <= 0:
@@ -420,13 +454,11 @@ class DeviceArray:
     __slots__ = ("_buffer", "_view", "dtype", "shape", "stream")
 
     def __init__(self, buffer: Any, shape: tuple[int, ...], dtype: Any, stream: Any) -> None:
-        from cuda.core.utils import StridedMemoryView
-
         self._buffer = buffer
         self.shape = shape
         self.dtype = dtype
         self.stream = stream
-        self._view = StridedMemoryView.from_buffer(buffer, shape, dtype=dtype)
+        self._view: Any = None  # made on first export: most results are consumed without one
 
     @property
     def ptr(self) -> int:
@@ -455,6 +487,10 @@ class DeviceArray:
             consumer = 0 if stream in (1, 2) else int(stream)
             ev = self.stream.record()
             stream_wait_event(consumer, int(ev.handle))
+        if self._view is None:
+            from cuda.core.utils import StridedMemoryView
+
+            self._view = StridedMemoryView.from_buffer(self._buffer, self.shape, dtype=self.dtype)
         return self._view.__dlpack__(stream=-1, **kwargs) if kwargs else self._view.__dlpack__(stream=-1)
 
     @property

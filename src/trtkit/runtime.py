@@ -24,7 +24,7 @@ import math
 import os
 import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -65,7 +65,9 @@ __all__ = [
 ]
 
 _log = get_logger("runtime")
-_CHUNK: Final = 8 << 20
+
+OutputFactory = Callable[[str, tuple[int, ...], DType], Any]
+"""``f(name, shape, dtype) -> array``: makes an output array for :meth:`Context.infer`."""
 _MAX_GRAPHS: Final = 16
 
 
@@ -152,7 +154,11 @@ def describe_tensors(engine: CudaEngine) -> tuple[TensorSpec, ...]:
 
 def normalize_inputs(inputs: Sequence[TensorSpec], given: Any) -> dict[str, Any]:
     """Accept a mapping by name, a sequence in input order, or a single array for a one-input engine."""
+    if type(given) is dict and all(type(k) is str for k in given):
+        return given
     names = [s.name for s in inputs]
+    if len(names) == 1 and _kind_of(type(given)) != "other":
+        return {names[0]: given}
     if isinstance(given, Mapping):
         for key in given:
             if not isinstance(key, str):
@@ -209,11 +215,71 @@ def _is_trtkit_pinned(arr: Any) -> bool:
     return False
 
 
-def describe_array(obj: Any, stream: int | None = None) -> ArrayInfo:
-    """Inspect one input array without copying it. CUDA arrays are viewed through DLPack or
-    ``__cuda_array_interface__`` (ordered before ``stream`` when given); other objects through NumPy."""
-    import numpy as np
+_numpy_module: Any = None
+_TYPE_KIND: dict[type, str] = {}
+_TORCH_DTYPES: dict[Any, str] = {}
 
+
+def _numpy() -> Any:
+    global _numpy_module
+    if _numpy_module is None:
+        import numpy
+
+        _numpy_module = numpy
+    return _numpy_module
+
+
+def _kind_of(tp: type) -> str:
+    """``numpy``, ``torch``, ``cupy``, ``dlpack``, ``cai`` or ``other``, cached per type."""
+    kind = _TYPE_KIND.get(tp)
+    if kind is None:
+        family = tp.__module__.split(".", 1)[0]
+        if issubclass(tp, _numpy().ndarray):
+            kind = "numpy"
+        elif family == "torch" and hasattr(tp, "data_ptr") and hasattr(tp, "get_device"):
+            kind = "torch"
+        elif family == "cupy" and hasattr(tp, "data") and hasattr(tp, "device"):
+            kind = "cupy"
+        elif hasattr(tp, "__dlpack__"):
+            kind = "dlpack"
+        elif hasattr(tp, "__cuda_array_interface__"):
+            kind = "cai"
+        else:
+            kind = "other"
+        _TYPE_KIND[tp] = kind
+    return kind
+
+
+def _torch_dtype_name(dtype: Any) -> str:
+    name = _TORCH_DTYPES.get(dtype)
+    if name is None:
+        name = str(dtype).removeprefix("torch.")
+        _TORCH_DTYPES[dtype] = name
+    return name
+
+
+def describe_array(obj: Any, stream: int | None = None, *, ordered: bool = False) -> ArrayInfo:
+    """Inspect one array without copying it.
+
+    CUDA arrays are viewed through DLPack or ``__cuda_array_interface__``; with ``stream`` given, the producer's
+    pending work is ordered before ``stream`` as those protocols define. ``ordered=True`` says the caller already
+    ordered it (the array was produced on ``stream``): PyTorch and CuPy arrays are then read through their own
+    attributes, which skips the protocol's stream handshake. Other objects are read through NumPy.
+    """
+    kind = _kind_of(type(obj))
+    if kind == "numpy":
+        name = obj.dtype.name
+        return ArrayInfo("host", obj.shape, _NP_TO_TRTKIT.get(name, name), bool(obj.flags.c_contiguous), -1, 0,
+                         _is_trtkit_pinned(obj), obj)
+    if ordered and kind == "torch":
+        dev = obj.get_device()
+        if dev >= 0:
+            return ArrayInfo("device", tuple(obj.shape), _torch_dtype_name(obj.dtype), obj.is_contiguous(), dev,
+                             obj.data_ptr(), False, obj)
+    elif ordered and kind == "cupy":
+        return ArrayInfo("device", obj.shape, _NP_TO_TRTKIT.get(_dtype_name(obj.dtype), str(obj.dtype)),
+                         bool(obj.flags.c_contiguous), obj.device.id, obj.data.ptr, False, obj)
+    np = _numpy()
     if not isinstance(obj, np.ndarray):
         dl_device = getattr(obj, "__dlpack_device__", None)
         on_cpu = dl_device is not None and int(dl_device()[0]) == 1
@@ -231,13 +297,16 @@ def describe_array(obj: Any, stream: int | None = None) -> ArrayInfo:
                      _is_trtkit_pinned(obj), obj)
 
 
-def validate_inputs(inputs: Sequence[TensorSpec], arrays: Mapping[str, ArrayInfo], *, device: int) -> None:
+def validate_inputs(inputs: Sequence[TensorSpec], arrays: Mapping[str, ArrayInfo], *, device: int,
+                    by_name: Mapping[str, TensorSpec] | None = None) -> None:
     """Check names, dtypes, ranks, fixed dims, layout and device; raise one InputError listing every problem.
 
-    Dims outside every profile are reported by :func:`select_profile`.
+    Dims outside every profile are reported by :func:`select_profile`. ``by_name`` (the specs by name) saves
+    rebuilding it on every call.
     """
     problems: list[str] = []
-    by_name = {s.name: s for s in inputs}
+    if by_name is None:
+        by_name = {s.name: s for s in inputs}
     for name in arrays:
         if name not in by_name:
             close = difflib.get_close_matches(name, list(by_name), n=1)
@@ -472,6 +541,7 @@ class LoadedEngine:
         self._contexts: list[Context] = []
         self._max_contexts = max(1, max_contexts)
         self._ctx_lock = threading.Lock()
+        self._primary: Context | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -518,6 +588,8 @@ class LoadedEngine:
                 if create:
                     ctx = self.create_context()
                     self._contexts.append(ctx)
+                    if self._primary is None:
+                        self._primary = ctx
             if not create:
                 ctx = self._idle.get()
         try:
@@ -525,11 +597,19 @@ class LoadedEngine:
         finally:
             self._idle.put(ctx)
 
-    def infer(self, inputs: Any, *, outputs: Mapping[str, Any] | None = None, stream: Any = None) -> dict[str, Any]:
+    def infer(self, inputs: Any, *, outputs: Mapping[str, Any] | None = None, stream: Any = None,
+              sync_inputs: bool = True, output_factory: OutputFactory | None = None) -> dict[str, Any]:
         """Run once on a pooled context; see :meth:`Context.infer`. Safe to call from many threads."""
         self.ensure_current()
+        ctx = self._primary
+        if ctx is not None and ctx._lock.acquire(blocking=False):  # the common, uncontended case
+            try:
+                return ctx._infer_locked(inputs, outputs, stream, not sync_inputs, output_factory)
+            finally:
+                ctx._lock.release()
         with self.borrow_context() as ctx:
-            result: dict[str, Any] = ctx.infer(inputs, outputs=outputs, stream=stream)
+            result: dict[str, Any] = ctx.infer(inputs, outputs=outputs, stream=stream, sync_inputs=sync_inputs,
+                                               output_factory=output_factory)
             return result
 
     def empty_pinned(self, name_or_shape: str | Sequence[int], dtype: Any = None,
@@ -643,6 +723,8 @@ class Context:
         self.inputs = engine.inputs
         self.outputs = engine.outputs
         self._in_names = tuple(s.name for s in self.inputs)
+        self._out_names = frozenset(s.name for s in self.outputs)
+        self._in_specs = {s.name: s for s in self.inputs}
         self._out_np = tuple(self._np_dtype(s) for s in self.outputs)
         self._in_np = {s.name: self._np_dtype(s) for s in self.inputs}
         self._profile = -1
@@ -657,6 +739,7 @@ class Context:
         self._lock = threading.Lock()
         self._keep: list[Any] = []
         self._keep_event: Any = None
+        self._copy_out: list[tuple[Any, Any]] = []
         self._pending: Any = None
         self.cuda_graph = cuda_graph
         self._graphs: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
@@ -742,10 +825,10 @@ class Context:
 
     def _bind(self, name: str, addr: int) -> None:
         if self._addr.get(name) != addr:
+            mark = self._be.log_mark()
             if not self._ctx.set_tensor_address(name, addr):
-                with self._be.capture() as cap:
-                    self._ctx.set_tensor_address(name, addr)
-                raise self._fail(f"set_tensor_address({name!r}, {addr:#x}) was rejected", cap)
+                raise ExecutionError(f"{self._be.label}: set_tensor_address({name!r}, {addr:#x}) was rejected",
+                                     tensorrt_log=self._be.log_since(mark))
             self._addr[name] = addr
 
     def _device_buffer(self, name: str, nbytes: int) -> int:
@@ -788,10 +871,9 @@ class Context:
                 self._no_graph.add(key)
                 self.graph_stats["fallbacks"] += 1
             self._last_key = key
-        with self._be.capture() as cap:
-            ok = self._ctx.execute_async_v3(self._handle)
-        if not ok:
-            raise self._fail("execute_async_v3 failed", cap)
+        mark = self._be.log_mark()
+        if not self._ctx.execute_async_v3(self._handle):
+            raise ExecutionError(f"{self._be.label}: execute_async_v3 failed", tensorrt_log=self._be.log_since(mark))
 
     def _capture(self) -> Any:
         if self._dds:
@@ -830,7 +912,8 @@ class Context:
             self._keep.extend(refs)
             self._keep_event = self.stream.record(self._keep_event)
 
-    def _prepare(self, inputs: Any, outputs: Mapping[str, Any] | None, stream: Any) -> tuple[dict[str, Any], bool]:
+    def _prepare(self, inputs: Any, outputs: Mapping[str, Any] | None, stream: Any, ordered: bool,
+                 factory: OutputFactory | None) -> tuple[dict[str, Any], bool]:
         if self._closed:
             raise ClosedError("this context was closed")
         if stream is not None and self._m.stream_handle(stream) != self._handle:
@@ -839,8 +922,8 @@ class Context:
             self._own_stream = False
             self._last_key = None
         given = normalize_inputs(self.inputs, inputs)
-        infos = {name: describe_array(obj, self._handle) for name, obj in given.items()}
-        validate_inputs(self.inputs, infos, device=self.engine.device_index)
+        infos = {name: describe_array(obj, self._handle, ordered=ordered) for name, obj in given.items()}
+        validate_inputs(self.inputs, infos, device=self.engine.device_index, by_name=self._in_specs)
         key = tuple(infos[n].shape for n in self._in_names)
         state = self._ensure_shapes(key)
         device_call = any(i.kind == "device" for i in infos.values())
@@ -848,13 +931,13 @@ class Context:
             self._pending.sync()
             self._pending = None
         refs: list[Any] = []
-        import numpy as np
-
+        np = _numpy()
         for spec in self.inputs:
             info = infos[spec.name]
             if info.kind == "device":
                 self._bind(spec.name, info.ptr)
-                refs.append(info.obj)
+                if not ordered:
+                    refs.append(info.obj)
                 continue
             arr = info.obj
             nbytes = int(arr.nbytes)
@@ -865,21 +948,19 @@ class Context:
                 refs.append(arr)
                 continue
             pin = self._pinned_buffer(spec.name, nbytes)
-            flat = self._m.host_array(pin, (nbytes,), np.uint8)
-            src = arr.reshape(-1).view(np.uint8)
-            for start in range(0, max(nbytes, 1), _CHUNK):
-                end = min(nbytes, start + _CHUNK)
-                np.copyto(flat[start:end], src[start:end])
-                self._m.copy_async(dptr + start, int(pin.handle) + start, end - start, self._handle)
-        out = self._bind_outputs(state, outputs, device_call)
-        self._hold(refs)
+            self._m.host_copy(self._m.host_array(pin, (nbytes,), np.uint8), arr)
+            self._m.copy_async(dptr, int(pin.handle), nbytes, self._handle)
+        out = self._bind_outputs(state, outputs, device_call, ordered, factory)
+        if refs:
+            self._hold(refs)
         return out, device_call
 
-    def _bind_outputs(self, state: _ShapeState, outputs: Mapping[str, Any] | None, device_call: bool) -> dict[str, Any]:
+    def _bind_outputs(self, state: _ShapeState, outputs: Mapping[str, Any] | None, device_call: bool,
+                      ordered: bool = False, factory: OutputFactory | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        provided = dict(outputs or {})
+        provided = outputs or {}
         for name in provided:
-            if name not in {s.name for s in self.outputs}:
+            if name not in self._out_names:
                 close = difflib.get_close_matches(name, [s.name for s in self.outputs], n=1)
                 raise InputError(f"unknown output {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         for spec, shape, nbytes, npd in zip(self.outputs, state.out_shapes, state.out_nbytes, self._out_np,
@@ -887,8 +968,10 @@ class Context:
             if shape is None:
                 continue  # data-dependent: the output allocator provides memory
             target = provided.get(spec.name)
+            if target is None and factory is not None:
+                target = factory(spec.name, shape, spec.dtype)
             if target is not None:
-                info = describe_array(target, self._handle)
+                info = describe_array(target, self._handle, ordered=ordered)
                 if info.shape != shape or info.dtype != spec.dtype.name or not info.contiguous:
                     raise InputError(
                         f"output buffer {spec.name!r} is {info.dtype}[{format_shape(info.shape)}]; this call "
@@ -910,7 +993,7 @@ class Context:
                 result[spec.name] = None
         return result
 
-    def _finish_host(self, state: _ShapeState, result: dict[str, Any]) -> None:
+    def _finish_host(self, state: _ShapeState, result: dict[str, Any], staged: bool = True) -> None:
         import numpy as np
 
         core = self._m._core()
@@ -925,6 +1008,13 @@ class Context:
                     self._m.raw_owner(target)._trtkit_owner.set_deallocation_stream(core.LEGACY_DEFAULT_STREAM)
                 result[spec.name] = target
             elif not isinstance(target, np.ndarray):
+                continue
+            elif staged and nbytes >= self._m.PARALLEL_COPY_MIN and not _is_trtkit_pinned(target):
+                # A large pageable array: land in pinned memory at full speed, then copy out in parallel
+                # once the stream is done (see _copy_out).
+                pin = self._pinned_buffer("out:" + spec.name, nbytes)
+                self._m.copy_async(int(pin.handle), self._addr[spec.name], nbytes, self._handle)
+                self._copy_out.append((target, self._m.host_array(pin, (nbytes,), np.uint8)))
                 continue
             self._m.copy_async(target.ctypes.data, self._addr[spec.name], nbytes, self._handle)
 
@@ -952,7 +1042,8 @@ class Context:
                 result[spec.name] = arr
         self.stream.sync()
 
-    def infer(self, inputs: Any, *, outputs: Mapping[str, Any] | None = None, stream: Any = None) -> dict[str, Any]:
+    def infer(self, inputs: Any, *, outputs: Mapping[str, Any] | None = None, stream: Any = None,
+              sync_inputs: bool = True, output_factory: OutputFactory | None = None) -> dict[str, Any]:
         """Run the engine once and return outputs by name.
 
         Args:
@@ -960,38 +1051,55 @@ class Context:
                 are staged through pinned memory; CUDA arrays (DLPack / CAI) are used in place.
             outputs: buffers to write into (NumPy or CUDA arrays of the exact output shape), by name.
             stream: run on this stream instead of the context's own (stream-like; borrowed).
+            sync_inputs: True orders the producers' pending work before the stream through DLPack / CAI and
+                keeps CUDA inputs alive until the stream has used them. False says the caller produced them on
+                this stream and keeps them alive (or its allocator is stream-ordered there, as PyTorch's and
+                CuPy's are on their current stream): faster, and what :class:`trtkit.Engine` does.
+            output_factory: ``f(name, shape, dtype) -> array`` makes output arrays (e.g. ``torch.empty``) instead
+                of trtkit's pool; they are written in place and returned.
 
         Returns:
             NumPy outputs (pinned memory, ready) when every input is NumPy; otherwise
             :class:`~trtkit.memory.DeviceArray` outputs, ready in stream order on the stream used (no sync).
 
         Raises:
-            InputError before anything is launched; ExecutionError if TensorRT fails.
+            InputError: the inputs or output buffers do not fit the engine; raised before anything is launched.
+            ExecutionError: TensorRT rejected a call; carries TensorRT's log.
         """
         with self._lock:
-            result, device_call = self._prepare(inputs, outputs, stream)
-            state = self._states[self._shape_key or ()]
-            self._launch()
-            if self._dds:
-                self._finish_dds(result, device_call)
-            if device_call:
-                return result
-            self._finish_host(state, result)
-            self.stream.sync()
+            return self._infer_locked(inputs, outputs, stream, not sync_inputs, output_factory)
+
+    def _infer_locked(self, inputs: Any, outputs: Mapping[str, Any] | None, stream: Any, ordered: bool,
+                      factory: OutputFactory | None) -> dict[str, Any]:
+        result, device_call = self._prepare(inputs, outputs, stream, ordered, factory)
+        state = self._states[self._shape_key or ()]
+        self._launch()
+        if self._dds:
+            self._finish_dds(result, device_call)
+        if device_call:
             return result
+        self._finish_host(state, result)
+        self.stream.sync()
+        self._drain_copy_out()
+        return result
+
+    def _drain_copy_out(self) -> None:
+        while self._copy_out:
+            target, staged = self._copy_out.pop()
+            self._m.host_copy(target, staged)
 
     def infer_async(self, inputs: Any, *, outputs: Mapping[str, Any] | None = None,
                     stream: Any = None) -> InferHandle:
         """Launch and return at once; ``handle.wait()`` gives the outputs. Engines with data-dependent output
         shapes synchronize inside (their output size is only known after the run)."""
         with self._lock:
-            result, device_call = self._prepare(inputs, outputs, stream)
+            result, device_call = self._prepare(inputs, outputs, stream, False, None)
             state = self._states[self._shape_key or ()]
             self._launch()
             if self._dds:
                 self._finish_dds(result, device_call)
             elif not device_call:
-                self._finish_host(state, result)
+                self._finish_host(state, result, staged=False)  # the staging buffer is reused by the next call
             event = self.stream.record()
             if not device_call:
                 self._pending = event
