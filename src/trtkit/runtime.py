@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from . import dtypes
 from .backend import Backend, CudaEngine, ExecutionContext, get_backend
@@ -104,9 +104,11 @@ class TensorSpec:
         return f"TensorSpec({self.mode} {self.name!r}: {self.dtype.name}[{format_shape(self.shape)}])"
 
 
-@dataclass(frozen=True)
-class ArrayInfo:
-    """What trtkit learned about one array passed in: where it lives, its layout, its address."""
+class ArrayInfo(NamedTuple):
+    """What trtkit learned about one array passed in: where it lives, its layout, its address.
+
+    A named tuple: one is made per array per call, and tuples are the cheapest record Python builds.
+    """
 
     kind: Literal["host", "device"]
     shape: Shape
@@ -916,7 +918,7 @@ class Context:
                  factory: OutputFactory | None) -> tuple[dict[str, Any], bool]:
         if self._closed:
             raise ClosedError("this context was closed")
-        if stream is not None and self._m.stream_handle(stream) != self._handle:
+        if stream is not None and stream != self._handle and self._m.stream_handle(stream) != self._handle:
             self.stream = self._m.to_stream(stream)
             self._handle = self._m.stream_handle(self.stream)
             self._own_stream = False
@@ -924,9 +926,13 @@ class Context:
         given = normalize_inputs(self.inputs, inputs)
         infos = {name: describe_array(obj, self._handle, ordered=ordered) for name, obj in given.items()}
         validate_inputs(self.inputs, infos, device=self.engine.device_index, by_name=self._in_specs)
-        key = tuple(infos[n].shape for n in self._in_names)
+        key = tuple([infos[n].shape for n in self._in_names])
         state = self._ensure_shapes(key)
-        device_call = any(i.kind == "device" for i in infos.values())
+        device_call = False
+        for info in infos.values():
+            if info.kind == "device":
+                device_call = True
+                break
         if self._pending is not None:  # an async call may still read the pinned staging buffers
             self._pending.sync()
             self._pending = None
@@ -1018,7 +1024,7 @@ class Context:
                 continue
             self._m.copy_async(target.ctypes.data, self._addr[spec.name], nbytes, self._handle)
 
-    def _finish_dds(self, result: dict[str, Any], device_call: bool) -> None:
+    def _finish_dds(self, result: dict[str, Any], device_call: bool, factory: OutputFactory | None = None) -> None:
         """Outputs with data-dependent shapes: read the shape the allocator was told, then copy/wrap."""
         self.stream.sync()
         alloc = self._out_alloc
@@ -1030,7 +1036,12 @@ class Context:
                 raise self._fail(f"TensorRT did not report the shape of data-dependent output {spec.name!r}")
             nbytes = math.prod(dds_shape) * npd.itemsize
             src = alloc.buffers[spec.name]
-            if device_call:
+            if device_call and factory is not None:
+                target = factory(spec.name, dds_shape, spec.dtype)
+                dst = describe_array(target, self._handle, ordered=True).ptr
+                self._m.copy_async(dst, int(src.handle), nbytes, self._handle)
+                result[spec.name] = target
+            elif device_call:
                 buf = self.engine.pool.allocate(nbytes, self.stream)
                 self._m.copy_async(int(buf.handle), int(src.handle), nbytes, self._handle)
                 result[spec.name] = self._m.DeviceArray(buf, dds_shape, npd, self.stream)
@@ -1075,7 +1086,7 @@ class Context:
         state = self._states[self._shape_key or ()]
         self._launch()
         if self._dds:
-            self._finish_dds(result, device_call)
+            self._finish_dds(result, device_call, factory)
         if device_call:
             return result
         self._finish_host(state, result)
