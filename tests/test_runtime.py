@@ -83,7 +83,7 @@ def test_rtx_engine_validity_rejects_before_deserializing() -> None:
     be = _be("tensorrt_rtx", device_cc=(8, 6))
     assert be.features.engine_validity
     plan = trt_double.make_plan(compute_capabilities=["SM120"], version="1.7.1.116")
-    with pytest.raises(EngineIncompatibleError, match="exclude SM86"):
+    with pytest.raises(EngineIncompatibleError, match="UNSUPPORTED_CC"):
         _engine(be, plan)
     ok = trt_double.make_plan(compute_capabilities=["SM86"], version="1.7.1.116")
     assert _engine(be, ok).num_io_tensors == 2
@@ -286,3 +286,12 @@ def test_cli_bench_on_missing_engine(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["bench", str(tmp_path / "none.engine")]) == 1
     assert "does not exist" in capsys.readouterr().err
     json.dumps({})  # keep json imported for symmetry with the gpu tests
+
+
+def test_rtx_validity_diagnostics_are_named(rtx: Backend) -> None:
+    from trtkit.runtime import _validity_reasons
+
+    diag = rtx.trt.EngineInvalidityDiagnostics  # type: ignore[attr-defined]
+    bits = int(diag.UNSUPPORTED_CC) | int(diag.OLD_CUDA_DRIVER)
+    assert _validity_reasons(rtx, bits) == ["UNSUPPORTED_CC", "OLD_CUDA_DRIVER"]
+    assert _validity_reasons(rtx, 0) == []

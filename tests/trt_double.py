@@ -72,6 +72,18 @@ class EngineValidity(enum.Enum):
     INVALID = 2
 
 
+class EngineInvalidityDiagnostics(enum.IntFlag):
+    """[RTX] EngineInvalidityDiagnostic bits, with TensorRT-RTX 1.7's values."""
+
+    VERSION_MISMATCH = 1
+    UNSUPPORTED_CC = 2
+    OLD_CUDA_DRIVER = 4
+    OLD_CUDA_RUNTIME = 8
+    INSUFFICIENT_GPU_MEMORY = 16
+    MALFORMED_ENGINE = 32
+    CUDA_ERROR = 64
+
+
 class Severity(enum.Enum):
     INTERNAL_ERROR = 0
     ERROR = 1
@@ -485,25 +497,24 @@ def _make(flavor: str, version: str, allocator_order: str, device_cc: tuple[int,
 
     if flavor == "tensorrt_rtx":
 
-        def get_engine_validity(self: Runtime, buffer: Any) -> tuple[EngineValidity, str]:
-            # [RTX] getEngineValidity(blob, size, diagnostics): INVALID with a diagnostic for a plan it
-            # cannot run here; reads only the header.
+        def get_engine_validity(self: Runtime, buffer: Any) -> tuple[EngineValidity, int]:
+            # [RTX] getEngineValidity(blob, size, diagnostics): reads only the header and returns the validity
+            # with a bit mask of EngineInvalidityDiagnostics (the Python binding returns the pair; seen on RTX
+            # 1.7.1 as (EngineValidity.INVALID, 0) on a machine without a driver).
             data = bytes(buffer)
             if not data.startswith(MAGIC):
-                return EngineValidity.INVALID, "not a TensorRT-RTX engine (bad magic)"
+                return EngineValidity.INVALID, int(EngineInvalidityDiagnostics.MALFORMED_ENGINE)
             header = self._parse(buffer)
             if header is None:
-                return EngineValidity.INVALID, "unsupported engine version"
+                return EngineValidity.INVALID, int(EngineInvalidityDiagnostics.VERSION_MISMATCH)
             if not self._cc_ok(header):
-                return EngineValidity.INVALID, (
-                    f"engine compute capabilities {header['compute_capabilities']} exclude "
-                    f"SM{ns.device_cc[0]}{ns.device_cc[1]}"
-                )
-            return EngineValidity.VALID, ""
+                return EngineValidity.INVALID, int(EngineInvalidityDiagnostics.UNSUPPORTED_CC)
+            return EngineValidity.VALID, 0
 
         Runtime.get_engine_validity = get_engine_validity  # type: ignore[attr-defined]
         Runtime.engine_header_size = 1 << 20  # type: ignore[attr-defined]
         ns.EngineValidity = EngineValidity
+        ns.EngineInvalidityDiagnostics = EngineInvalidityDiagnostics
 
     ns.Runtime = Runtime
     ns.ICudaEngine = ICudaEngine

@@ -458,15 +458,27 @@ def _read_source(source: Any) -> tuple[bytes, Manifest | None, str]:
     raise TypeError(f"cannot load an engine from {type(source).__name__}; pass a path, plan bytes or BuiltEngine")
 
 
+def _validity_reasons(backend: Backend, diagnostics: Any) -> list[str]:
+    """Names of the ``EngineInvalidityDiagnostics`` bits set in ``diagnostics`` (TensorRT-RTX)."""
+    members = getattr(getattr(backend.trt, "EngineInvalidityDiagnostics", None), "__members__", {})
+    bits = int(diagnostics or 0)
+    return [name for name, member in members.items() if bits & int(member)] or ([str(bits)] if bits else [])
+
+
 def _deserialize(backend: Backend, runtime: Any, plan: bytes, source: str) -> CudaEngine:
     if backend.features.engine_validity:
         size = int(getattr(runtime, "engine_header_size", 0) or len(plan))
         with backend.capture() as cap:
             validity, diagnostics = runtime.get_engine_validity(plan[:size])
         if _trt_mode(validity) == "INVALID":
+            reasons = _validity_reasons(backend, diagnostics)
+            if "MALFORMED_ENGINE" in reasons:
+                raise EngineFileError(
+                    f"{backend.label} says {source} is not a valid plan (MALFORMED_ENGINE): it is corrupt, truncated "
+                    "or not a TensorRT-RTX plan. Rebuild the engine.", tensorrt_log=cap.lines)
             raise EngineIncompatibleError(
-                f"{backend.label} says {source} cannot run here: {diagnostics or 'no diagnostics'}. Rebuild the "
-                "engine for this GPU and version.", tensorrt_log=cap.lines)
+                f"{backend.label} says {source} cannot run here: {', '.join(reasons) or 'no diagnostics'}. Rebuild "
+                "the engine for this GPU and version.", tensorrt_log=cap.lines)
     with backend.capture() as cap:
         engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
