@@ -317,16 +317,24 @@ class PinnedPool:
         return arr
 
 
-def raw_owner(arr: Any) -> Any:
-    """The ctypes object under an array made by :func:`host_array` (it carries ``_trtkit_owner``)."""
+def find_owner(arr: Any) -> Any:
+    """The ctypes object under an array made by :func:`host_array` (it carries ``_trtkit_owner``), or None."""
     base = arr
     for _ in range(4):
         base = getattr(base, "base", None)
         if base is None:
-            break
+            return None
         if hasattr(base, "_trtkit_owner"):
             return base
-    raise ValueError("not an array allocated by trtkit")
+    return None
+
+
+def raw_owner(arr: Any) -> Any:
+    """Like :func:`find_owner`, but raises ValueError for an array trtkit did not allocate."""
+    owner = find_owner(arr)
+    if owner is None:
+        raise ValueError("not an array allocated by trtkit")
+    return owner
 
 
 def host_array(buf: Any, shape: tuple[int, ...], dtype: Any) -> Any:

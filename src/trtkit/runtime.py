@@ -207,14 +207,10 @@ def _c_contiguous(shape: Shape, strides: tuple[int, ...] | None) -> bool:
 
 
 def _is_trtkit_pinned(arr: Any) -> bool:
-    base = arr
-    for _ in range(4):
-        base = getattr(base, "base", None)
-        if base is None:
-            return False
-        if hasattr(base, "_trtkit_owner"):
-            return True
-    return False
+    """True for NumPy arrays in trtkit's pinned memory (they need no staging copy)."""
+    from .memory import find_owner
+
+    return find_owner(arr) is not None
 
 
 _numpy_module: Any = None
