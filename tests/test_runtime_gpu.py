@@ -240,6 +240,42 @@ def test_cli_run_and_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert all(d["iterations"] == 300 and d["gpu_compute_ms"]["median"] > 0 for d in data)
 
 
+def test_cli_inspect_layers_and_engine_layers(be, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`trtkit inspect --layers` loads the engine and prints TensorRT's engine-inspector layers; dynamic dims
+    are resolved through an execution context at the opt shapes, so precisions are known."""
+    import json
+
+    from trtkit.cli.main import main
+    from trtkit.engine import Engine
+    from trtkit.runtime import load_engine
+
+    detailed = tmp_path / "detailed.engine"
+    detailed.write_bytes(trt_double.make_plan(profiling_verbosity="DETAILED"))
+    assert main(["inspect", str(detailed), "--layers", "--backend-module", "trt_double"]) == 0
+    text = capsys.readouterr().out
+    assert "input  x" in text and "output y" in text
+    rows = [line.split() for line in text.splitlines() if line.strip().startswith("0 ")]
+    assert rows == [["0", "PointWise", "float32", "0x0000000000000000", "affine"]]
+
+    assert main(["inspect", str(detailed), "--layers", "--json", "--backend-module", "trt_double"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["verbosity"] == "detailed" and data["io_tensors"] == ["x", "y"]
+    (layer,) = data["layers"]
+    assert layer["type"] == "PointWise" and layer["precision"] == "float32"
+    assert layer["outputs"][0]["dims"] == [8, 4]  # profile 0's opt shape, not -1
+
+    names_only = tmp_path / "names.engine"
+    names_only.write_bytes(AFFINE)  # built with TensorRT's default LAYER_NAMES_ONLY
+    assert main(["inspect", str(names_only), "--layers", "--backend-module", "trt_double"]) == 0
+    text = capsys.readouterr().out
+    assert "affine" in text and "--profilingVerbosity detailed" in text
+
+    with load_engine(detailed.read_bytes(), backend=be) as le:
+        layers = Engine(le).layers(shapes={"x": (3, 4)})
+        assert layers.detailed and [x.name for x in layers] == ["affine"]
+        assert layers[0].outputs[0].dims == (3, 4) and layers[0].precision == "float32"
+
+
 def test_dlpack_handshake_orders_a_producer_on_another_stream(eng) -> None:
     """Context.infer on its own stream must wait for work the producer queued on another stream."""
     torch = pytest.importorskip("torch")

@@ -92,6 +92,21 @@ class Severity(enum.Enum):
     VERBOSE = 4
 
 
+class LayerInformationFormat(enum.Enum):
+    """[PY] LayerInformationFormat: how the engine inspector prints layer information."""
+
+    ONELINE = 0
+    JSON = 1
+
+
+class ProfilingVerbosity(enum.Enum):
+    """[PY] ProfilingVerbosity: LAYER_NAMES_ONLY is the builder's default."""
+
+    LAYER_NAMES_ONLY = 0
+    NONE = 1
+    DETAILED = 2
+
+
 class ILogger:
     Severity = Severity
 
@@ -136,6 +151,7 @@ def make_plan(
     compute_capabilities: Sequence[str] | None = None,
     scratch_bytes: int = 4096,
     version: str = __version__,
+    profiling_verbosity: str = "LAYER_NAMES_ONLY",
 ) -> bytes:
     """Serialize a double plan. Ops: ``affine`` (each output = input * a + b, elementwise), ``add``
     (output = in0 + in1), ``nonzero`` (ONNX NonZero: int64 [rank, N] indices, a data-dependent shape)."""
@@ -148,6 +164,7 @@ def make_plan(
         "compute_capabilities": list(compute_capabilities) if compute_capabilities else None,
         "scratch_bytes": scratch_bytes,
         "version": version,
+        "profiling_verbosity": profiling_verbosity,
     }
     return MAGIC + json.dumps(header).encode()
 
@@ -172,7 +189,7 @@ def _make(flavor: str, version: str, allocator_order: str, device_cc: tuple[int,
     ns.allocator_order = allocator_order
     ns.executions = 0
     for cls in (DataType, TensorIOMode, TensorLocation, ExecutionContextAllocationStrategy, AllocatorFlag,
-                ILogger, IGpuAsyncAllocator, IOutputAllocator):
+                ILogger, IGpuAsyncAllocator, IOutputAllocator, LayerInformationFormat, ProfilingVerbosity):
         setattr(ns, cls.__name__, cls)
 
     class IHostMemory(_Host):
@@ -250,8 +267,12 @@ def _make(flavor: str, version: str, allocator_order: str, device_cc: tuple[int,
             self.live_contexts += 1
             return ctx
 
-        def create_engine_inspector(self) -> None:
-            return None
+        @property
+        def profiling_verbosity(self) -> ProfilingVerbosity:
+            return ProfilingVerbosity[self._h.get("profiling_verbosity", "LAYER_NAMES_ONLY")]
+
+        def create_engine_inspector(self) -> EngineInspector:
+            return EngineInspector(self)
 
         def serialize(self) -> IHostMemory:
             return IHostMemory(self._plan)
@@ -579,6 +600,76 @@ def _run_op(ctx: Any, stream: int) -> None:
                 raise RuntimeError(f"output {t['name']} has a data-dependent shape and needs an IOutputAllocator")
         else:
             raise RuntimeError(f"unknown op {h['op']}")
+
+
+# The engine inspector's JSON, as documented in the TensorRT developer guide, "Engine Inspector"
+# (https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/engine-tools.html) and in
+# "Migrating IEngineInspector Usage from TensorRT 10.x to 11.x"
+# (https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-IEngineInspector.html):
+# {"Layers": [...], "Bindings": [names]} on 10.x, "I/O Tensors" (objects) instead of "Bindings" on 11.x. A layer is
+# its name (a string) under LAYER_NAMES_ONLY, an object (Name, LayerType, Inputs/Outputs with Name, Location,
+# Dimensions, "Format/Datatype", ParameterType, TacticValue, ...) under DETAILED; NONE prints no layers.
+# Without an execution context whose input shapes are set, shape-dependent dims read -1 and formats are not
+# shown ([PY] EngineInspector, [CPP] IEngineInspector::setExecutionContext).
+_LAYER_TYPES = {"affine": "PointWise", "add": "PointWise", "nonzero": "NonZero"}
+_FORMAT_WORDS = {"FLOAT": "FP32", "HALF": "FP16", "BF16": "BF16", "INT8": "Int8", "INT32": "Int32",
+                 "INT64": "Int64", "BOOL": "Bool", "UINT8": "UInt8"}
+
+
+class EngineInspector:
+    """[PY] EngineInspector: ``execution_context`` (settable), ``get_layer_information(index, format)``,
+    ``get_engine_information(format)``."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self.execution_context: Any = None
+
+    def _dims(self, name: str) -> list[int]:
+        ctx = self.execution_context
+        if ctx is not None and ctx.all_binding_shapes_specified:
+            return [int(d) for d in ctx.get_tensor_shape(name)]
+        return [int(d) for d in self._engine._t(name)["shape"]]
+
+    def _tensor(self, t: dict[str, Any]) -> dict[str, Any]:
+        dims = self._dims(t["name"])
+        fmt = ("N/A due to dynamic shapes" if any(d < 0 for d in dims)
+               else f"Row major linear {_FORMAT_WORDS[t['dtype']]} format")
+        return {"Name": t["name"], "Location": "Device", "Dimensions": dims, "Format/Datatype": fmt}
+
+    def _layer(self) -> Any:
+        h = self._engine._h
+        op = h["op"]
+        verbosity = self._engine.profiling_verbosity
+        if verbosity is ProfilingVerbosity.LAYER_NAMES_ONLY:
+            return op
+        return {
+            "Name": op, "LayerType": _LAYER_TYPES.get(op, op), "Inputs": [self._tensor(t) for t in h["inputs"]],
+            "Outputs": [self._tensor(t) for t in h["outputs"]], "ParameterType": _LAYER_TYPES.get(op, op),
+            "TacticValue": "0x0000000000000000", "StreamId": 0, "Metadata": "",
+        }
+
+    def get_layer_information(self, layer_index: int, format: LayerInformationFormat) -> str:
+        if self._engine.profiling_verbosity is ProfilingVerbosity.NONE or layer_index != 0:
+            return ""
+        layer = self._layer()
+        if format is LayerInformationFormat.ONELINE:
+            return layer if isinstance(layer, str) else f"{layer['Name']}"
+        return json.dumps(layer)
+
+    def get_engine_information(self, format: LayerInformationFormat) -> str:
+        eng = self._engine
+        layers = [] if eng.profiling_verbosity is ProfilingVerbosity.NONE else [self._layer()]
+        if format is LayerInformationFormat.ONELINE:
+            return "".join(f"{x if isinstance(x, str) else x['Name']}\n" for x in layers)
+        doc: dict[str, Any] = {"Layers": layers}
+        if int(str(eng._h["version"]).split(".")[0]) >= 11:  # the plan's version is the library's
+            doc["I/O Tensors"] = [
+                {"Name": t["name"], "IOMode": t["mode"].title(), "DataType": t["dtype"].title(),
+                 "Dimensions": list(t["shape"]), "Location": "Device", "IsShapeInferenceIO": False}
+                for t in eng._io]
+        else:
+            doc["Bindings"] = [t["name"] for t in eng._io]
+        return json.dumps(doc)
 
 
 def make_module(flavor: str = "tensorrt", *, version: str | None = None, allocator_order: str = "docs",

@@ -189,6 +189,8 @@ class Builder(Protocol):
 class EngineInspector(Protocol):
     """``trt.EngineInspector``."""
 
+    execution_context: Any
+
     def get_engine_information(self, format: Any) -> str: ...
 
 

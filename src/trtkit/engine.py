@@ -11,7 +11,7 @@ import html
 import os
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,8 +23,10 @@ if TYPE_CHECKING:
     from .bench import BenchResult
     from .builder import BuildConfig, BuiltEngine
     from .cache import EngineCache
+    from .layers import EngineLayers
     from .manifest import Manifest
     from .runtime import LoadedEngine, TensorSpec
+    from .torch_export import Exporter
 
 __all__ = ["Engine", "load_engine"]
 
@@ -167,6 +169,52 @@ class Engine:
             return cls(_load(built, device=device, backend=be))
 
     @classmethod
+    def from_torch(
+        cls,
+        module: Any,
+        example_inputs: Any,
+        *,
+        dynamic_shapes: Mapping[str, Any] | None = None,
+        input_names: Sequence[str] | None = None,
+        output_names: Sequence[str] | None = None,
+        shapes: Any = None,
+        config: BuildConfig | None = None,
+        cache: EngineCache | str | os.PathLike[str] | bool = True,
+        backend: str | Backend | None = None,
+        device: int = 0,
+        opset: int | None = None,
+        exporter: Exporter = "auto",
+        on_incompatible: OnIncompatible = "rebuild",
+        progress: Any = None,
+    ) -> Engine:
+        """Export a PyTorch module to ONNX (``torch.onnx.export``), then build or reuse its engine.
+
+        ``example_inputs``: a tensor or a tuple of tensors for ``module(*example_inputs)``. Dynamic dims:
+        ``dynamic_shapes={"x": {0: "batch"}}`` (or ``{"x": [0]}``), else every dim that varies in ``shapes``
+        (the build profiles, as for :meth:`from_onnx`). The exported model is cached with the engine (keyed by
+        the module's weights and code, the inputs' shapes and dtypes and the export options), so a second call
+        with the same module exports nothing. Needs ``pip install 'trtkit[torch]'``; see
+        :mod:`trtkit.torch_export` for the exporters used.
+        """
+        import tempfile
+
+        from .cache import EngineCache
+        from .torch_export import cached_export, export_onnx
+
+        common: dict[str, Any] = {"dynamic_shapes": dynamic_shapes, "input_names": input_names,
+                                  "output_names": output_names, "shapes": shapes, "opset": opset,
+                                  "exporter": exporter}
+        if cache is False:
+            with tempfile.TemporaryDirectory(prefix="trtkit-torch-") as tmp:
+                path = export_onnx(module, example_inputs, Path(tmp) / "model.onnx", **common)
+                return cls.from_onnx(path, shapes=shapes, config=config, cache=False, backend=backend,
+                                     device=device, on_incompatible=on_incompatible, progress=progress)
+        store = cache if isinstance(cache, EngineCache) else EngineCache(None if cache is True else cache)
+        path, _ = cached_export(module, example_inputs, store.directory, **common)
+        return cls.from_onnx(path, shapes=shapes, config=config, cache=store, backend=backend, device=device,
+                             on_incompatible=on_incompatible, progress=progress)
+
+    @classmethod
     def load(cls, path: str | os.PathLike[str] | bytes | BuiltEngine, *, device: int = 0,
              backend: str | Backend | None = None) -> Engine:
         """Load an engine file (with or without trtkit's manifest), plan bytes or a BuiltEngine."""
@@ -208,6 +256,17 @@ class Engine:
     @property
     def device(self) -> int:
         return self._loaded.device_index
+
+    def layers(self, *, shapes: Mapping[str, Any] | None = None) -> EngineLayers:
+        """The engine's layers after fusion (names, types, precisions, tactics) from TensorRT's engine inspector.
+
+        Types, precisions and tactics need an engine built with ``BuildConfig(profiling_verbosity="detailed")``;
+        otherwise only names come back (``result.verbosity`` says which). Dynamic dims are resolved at
+        ``shapes`` (default: the opt shapes of profile 0). See :func:`trtkit.layers.engine_layers`.
+        """
+        from .layers import engine_layers
+
+        return engine_layers(self._loaded, shapes=shapes)
 
     def _rows(self) -> list[tuple[str, str, str, str]]:
         rows: list[tuple[str, str, str, str]] = []

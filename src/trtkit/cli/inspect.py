@@ -1,10 +1,11 @@
-"""``trtkit inspect FILE``: an engine's tensors, profiles and manifest, or an ONNX model's inputs."""
+"""``trtkit inspect FILE``: an engine's tensors, profiles and manifest (``--layers``: its layers after fusion),
+or an ONNX model's inputs."""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +13,11 @@ from ..manifest import Manifest, read_engine_file
 from ..onnx_model import load_onnx
 from ..profiles import format_shape
 from ._options import echo_json
+from .run import backend_options, resolve_backend
+
+if TYPE_CHECKING:
+    from ..backend import Backend
+    from ..layers import EngineLayers
 
 
 def _onnx_summary(path: Path) -> dict[str, Any]:
@@ -69,12 +75,77 @@ def _print_engine(path: Path, m: Manifest) -> None:
                        f"max {format_shape(rng.max)}")
 
 
+def _layers_backend(path: Path, manifest: Manifest | None, backend: str | None,
+                    backend_module: str | None, device: int) -> tuple[Backend | None, str | None]:
+    """The backend to load ``path`` with, or None and why the engine cannot be loaded here."""
+    from ..backend import Backend, get_backend
+    from ..compat import run_blocker
+    from ..errors import DependencyError, UnsupportedFeatureError
+
+    chosen = resolve_backend(backend, backend_module)
+    if isinstance(chosen, Backend):
+        be = chosen
+    else:
+        try:
+            be = get_backend(chosen if chosen is not None else (manifest.backend if manifest else None))
+        except (DependencyError, UnsupportedFeatureError) as exc:
+            return None, exc.message
+    reason = run_blocker(be, device)
+    return (be, None) if reason is None else (None, reason)
+
+
+def _rebuild_hint(path: Path, manifest: Manifest | None) -> str:
+    model = (manifest.onnx.get("name") if manifest else None) or "MODEL.onnx"
+    return (f"rebuild it with `trtkit build {model} ... --profilingVerbosity detailed` (Python: "
+            "BuildConfig(profiling_verbosity=\"detailed\")) to see layer types, precisions and tactics")
+
+
+def _print_layers(path: Path, info: EngineLayers, manifest: Manifest | None) -> None:
+    click.echo(f"  layers after fusion: {len(info)} (profiling verbosity {info.verbosity})")
+    if info.verbosity == "none":
+        click.echo(f"  TensorRT kept no layer information in this engine; {_rebuild_hint(path, manifest)}.")
+        return
+    if not info.detailed:
+        for i, layer in enumerate(info):
+            click.echo(f"    {i:>4}  {layer.name}")
+        click.echo(f"  only layer names: the engine was built without detailed profiling verbosity; "
+                   f"{_rebuild_hint(path, manifest)}.")
+        return
+    rows = [(str(i), layer.type or "?", layer.precision or "?", layer.tactic or "-", layer.name)
+            for i, layer in enumerate(info)]
+    heads = ("#", "type", "precision", "tactic", "name")
+    widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(heads[:-1])]
+    widths = [min(w, 48) for w in widths]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "    " + "  ".join(f"{c:<{w}}" for c, w in zip(cells[:-1], widths, strict=True)) + "  " + cells[-1]
+
+    click.echo(line(heads))
+    for r in rows:
+        click.echo(line(r))
+
+
+def _print_plan_tensors(path: Path, plan_size: int, inputs: Any, outputs: Any) -> None:
+    click.echo(f"engine {path} ({plan_size / 1e6:.2f} MB, bare plan: no trtkit manifest)")
+    click.echo("  tensors:")
+    for t in (*inputs, *outputs):
+        click.echo(f"    {t.mode:<6} {t.name:<24} {t.dtype.name:<9} {format_shape(t.shape)}")
+
+
 @click.command("inspect")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def inspect_command(path: Path, as_json: bool) -> int:
+@click.option("--layers", "show_layers", is_flag=True,
+              help="Also list the engine's layers after fusion (types, precisions, tactics) from TensorRT's "
+                   "engine inspector; loads the engine, so it needs a GPU the backend runs on.")
+@backend_options
+def inspect_command(path: Path, as_json: bool, show_layers: bool, device: int, backend: str | None,
+                    backend_module: str | None) -> int:
     """Show an engine's I/O tensors, profiles and manifest, or an ONNX model's inputs and ops."""
     if path.suffix.lower() == ".onnx":
+        if show_layers:
+            raise click.UsageError("--layers lists an engine's layers; for an ONNX model the ops are shown "
+                                   "without it")
         summary = _onnx_summary(path)
         if as_json:
             echo_json(summary)
@@ -82,6 +153,8 @@ def inspect_command(path: Path, as_json: bool) -> int:
             _print_onnx(summary)
         return 0
     plan, manifest = read_engine_file(path)
+    if show_layers:
+        return _inspect_layers(path, plan, manifest, as_json, device, backend, backend_module)
     if manifest is None:
         info = {"kind": "plan", "path": str(path), "size": len(plan), "manifest": None}
         if as_json:
@@ -89,11 +162,40 @@ def inspect_command(path: Path, as_json: bool) -> int:
         else:
             click.echo(
                 f"{path}: a bare TensorRT plan of {len(plan)} bytes with no trtkit manifest beside it; its "
-                "tensors can only be read by loading it with TensorRT on a GPU it supports."
+                "tensors can only be read by loading it with TensorRT on a GPU it supports (--layers does)."
             )
         return 0
     if as_json:
         echo_json({"kind": "engine", "path": str(path), "manifest": manifest.to_dict()})
     else:
         _print_engine(path, manifest)
+    return 0
+
+
+def _inspect_layers(path: Path, plan: bytes, manifest: Manifest | None, as_json: bool, device: int,
+                    backend: str | None, backend_module: str | None) -> int:
+    from ..layers import engine_layers
+    from ..runtime import load_engine
+
+    be, reason = _layers_backend(path, manifest, backend, backend_module, device)
+    if be is None:
+        click.echo(f"trtkit: error: cannot list the layers of {path} on this machine: TensorRT's engine "
+                   f"inspector needs the engine loaded, and {reason}", err=True)
+        return 1
+    with load_engine(path, device=device, backend=be) as le:
+        info = engine_layers(le)
+        tensors = (le.inputs, le.outputs)
+    if as_json:
+        out: dict[str, Any] = {"kind": "engine" if manifest else "plan", "path": str(path),
+                               "manifest": manifest.to_dict() if manifest else None, "size": len(plan),
+                               "backend": be.label, **info.to_dict()}
+        if not info.detailed:
+            out["hint"] = _rebuild_hint(path, manifest)
+        echo_json(out)
+        return 0
+    if manifest is not None:
+        _print_engine(path, manifest)
+    else:
+        _print_plan_tensors(path, len(plan), *tensors)
+    _print_layers(path, info, manifest)
     return 0
