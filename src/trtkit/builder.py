@@ -357,10 +357,10 @@ def _target(backend: Backend, cfg: BuilderConfig) -> dict[str, Any]:
         n = cfg.num_compute_capabilities
         names = [getattr(cfg.get_compute_capability(i), "name", "?") for i in range(n)]
         return {"compute_capabilities": names or ["default"]}
-    from .gpu import device_info
+    from .gpu import current_device, device_info
 
     try:
-        info = device_info(0)
+        info = device_info(current_device())
     except TrtkitError as exc:
         _log.warning("could not query the GPU the engine was built for: %s", exc)
         return {"gpu": None, "compute_capability": None}

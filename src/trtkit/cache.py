@@ -61,10 +61,10 @@ def target_key(backend: Backend, config: BuildConfig) -> dict[str, Any]:
     """What identifies the target of a build, for the cache key."""
     if backend.features.compute_capability_targets:
         return {"compute_capabilities": list(config.compute_capabilities or ["default"])}
-    from .gpu import device_info
+    from .gpu import current_device, device_info
 
     try:
-        info = device_info(0)
+        info = device_info(current_device())
     except TrtkitError:
         return {"gpu": None}
     return {"gpu": info.name, "compute_capability": info.cc_string}

@@ -144,6 +144,10 @@ class Engine:
         if on_incompatible not in ("rebuild", "warn", "error"):
             raise ValueError(f"on_incompatible must be 'rebuild', 'warn' or 'error', got {on_incompatible!r}")
         be = backend if isinstance(backend, Backend) else get_backend(backend)
+        if not be.features.compute_capability_targets:
+            from .gpu import set_device
+
+            set_device(device)  # full TensorRT builds for the current GPU: make it the one the engine runs on
         if cache is False:
             built = build_engine(model, shapes=shapes, config=config, backend=be, progress=progress)
             return cls(_load(built, device=device, backend=be))

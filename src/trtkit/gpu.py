@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import CudaError, DependencyError
 
-__all__ = ["DeviceInfo", "cudart", "device_count", "device_info"]
+__all__ = ["DeviceInfo", "current_device", "cudart", "device_count", "device_info", "set_device"]
 
 _INSTALL = "pip install cuda-python"
 
@@ -92,3 +92,14 @@ def device_info(index: int = 0) -> DeviceInfo:
         compute_capability=(int(props.major), int(props.minor)),
         total_memory=int(props.totalGlobalMem),
     )
+
+
+def current_device() -> int:
+    """The calling thread's current CUDA device: the one TensorRT's builder builds for."""
+    return int(check(cudart().cudaGetDevice(), "cudaGetDevice"))
+
+
+def set_device(index: int) -> None:
+    """Make CUDA device ``index`` current on the calling thread (CudaError when it does not exist)."""
+    device_info(index)
+    check(cudart().cudaSetDevice(index), f"cudaSetDevice({index})")

@@ -131,7 +131,7 @@ def _parse_cc(value: str) -> tuple[int, int] | None:
 def _targets(backend: Backend, config: BuildConfig) -> list[tuple[str, tuple[int, int]]]:
     """The GPUs an engine will be built for, as far as known before the build."""
     from .errors import TrtkitError
-    from .gpu import device_info
+    from .gpu import current_device, device_info
 
     found: list[tuple[str, tuple[int, int]]] = []
     ccs = config.compute_capabilities if backend.features.compute_capability_targets else None
@@ -142,13 +142,13 @@ def _targets(backend: Backend, config: BuildConfig) -> list[tuple[str, tuple[int
                 found.append((f"compute capability {cc[0]}.{cc[1]}", cc))
                 continue
             with contextlib.suppress(TrtkitError):
-                info = device_info(0)
+                info = device_info(current_device())
                 found.append((f"the current GPU ({info.name}, {info.cc_string})", info.compute_capability))
         return found
     if backend.features.compute_capability_targets:
         return found  # TensorRT-RTX's default targets: it checks them itself
     with contextlib.suppress(TrtkitError):
-        info = device_info(0)
+        info = device_info(current_device())
         found.append((f"{info.name} (compute capability {info.cc_string})", info.compute_capability))
     return found
 
