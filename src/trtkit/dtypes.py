@@ -15,7 +15,7 @@ from .errors import UnsupportedFeatureError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["DType", "all_dtypes", "from_numpy", "from_onnx", "from_trt", "lookup"]
+__all__ = ["DType", "all_dtypes", "find", "from_numpy", "from_onnx", "from_trt", "lookup"]
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,18 @@ _BY_NAME: Final = {d.name: d for d in _TABLE}
 _BY_TRT: Final = {d.trt_name: d for d in _TABLE}
 _BY_ONNX: Final = {d.onnx_type: d for d in _TABLE}
 _ALIASES: Final = {"fp32": "float32", "float": "float32", "fp16": "float16", "half": "float16",
-                   "bf16": "bfloat16", "fp8": "float8_e4m3fn"}
+                   "bf16": "bfloat16", "fp8": "float8_e4m3fn", "fp4": "float4_e2m1", "e8m0": "float8_e8m0"}
 
 
 def all_dtypes() -> tuple[DType, ...]:
     """Every dtype trtkit knows."""
     return _TABLE
+
+
+def find(name: str) -> DType | None:
+    """Like :func:`lookup` (trtkit names, aliases, and TensorRT member names such as ``HALF``), or None."""
+    key = name.lower()
+    return _BY_NAME.get(_ALIASES.get(key, key)) or _BY_TRT.get(name.upper())
 
 
 def lookup(name: str) -> DType:

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import dtypes
 from .errors import EngineFileError, ExecutionError, InputError, TrtkitError, UnsupportedFeatureError
 from .log import get_logger
 
@@ -37,25 +38,15 @@ _log = get_logger("layers")
 
 Verbosity = Literal["detailed", "layer_names_only", "none"]
 
-# Words TensorRT uses for element types inside "Format/Datatype" strings ("Row major linear FP32 format",
-# "Thirty-two wide channel vectorized row major Int8 format", "Float", "Half"), mapped to trtkit dtype names.
-_TYPE_WORDS: dict[str, str] = {
-    "FP32": "float32", "FLOAT": "float32", "FLOAT32": "float32",
-    "FP16": "float16", "HALF": "float16", "FLOAT16": "float16",
-    "BF16": "bfloat16", "BFLOAT16": "bfloat16",
-    "INT8": "int8", "INT32": "int32", "INT64": "int64", "UINT8": "uint8", "BOOL": "bool",
-    "FP8": "float8_e4m3fn", "INT4": "int4", "FP4": "float4_e2m1", "E8M0": "float8_e8m0",
-}
-
-
 def dtype_from_format(text: str | None) -> str | None:
-    """The element type named in a TensorRT format description, or None ("N/A due to dynamic shapes")."""
+    """The element type named in a TensorRT format description ("Row major linear FP32 format",
+    "Thirty-two wide channel vectorized row major Int8 format", "Half"), or None ("N/A due to dynamic shapes")."""
     if not text:
         return None
     for word in re.findall(r"[A-Za-z0-9]+", text):
-        dtype = _TYPE_WORDS.get(word.upper())
+        dtype = dtypes.find(word)
         if dtype is not None:
-            return dtype
+            return dtype.name
     return None
 
 
