@@ -289,9 +289,9 @@ def test_cli_bench_on_missing_engine(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_rtx_validity_diagnostics_are_named(rtx: Backend) -> None:
-    from trtkit.runtime import _validity_reasons
+    from trtkit.compat import validity_reasons
 
     diag = rtx.trt.EngineInvalidityDiagnostics  # type: ignore[attr-defined]
     bits = int(diag.UNSUPPORTED_CC) | int(diag.OLD_CUDA_DRIVER)
-    assert _validity_reasons(rtx, bits) == ["UNSUPPORTED_CC", "OLD_CUDA_DRIVER"]
-    assert _validity_reasons(rtx, 0) == []
+    assert validity_reasons(rtx, bits) == ["UNSUPPORTED_CC", "OLD_CUDA_DRIVER"]
+    assert validity_reasons(rtx, 0) == []

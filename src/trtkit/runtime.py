@@ -2,8 +2,8 @@
 
 Layers, each usable alone:
 
-* pure functions CI tests without CUDA: :func:`check_compatibility`, :func:`describe_tensors`,
-  :func:`normalize_inputs`, :func:`validate_inputs`, :func:`select_profile`;
+* pure checks, tested in CI without CUDA, in :mod:`trtkit.tensors` (specs, input validation, profile selection)
+  and :mod:`trtkit.compat` (does this engine fit this backend and GPU); re-exported here;
 * :func:`load_engine` -> :class:`LoadedEngine` (one GPU, a device pool and a pinned pool, a pool of contexts);
 * :class:`Context`: one ``IExecutionContext`` with its own stream. ``infer`` picks the tightest profile, sets
   shapes, infers output shapes, binds addresses, runs ``execute_async_v3`` (or replays a CUDA graph captured for
@@ -27,10 +27,10 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
-from . import dtypes
 from .backend import Backend, CudaEngine, ExecutionContext, get_backend
+from .compat import check_compatibility, validity_reasons
 from .dtypes import DType
 from .errors import (
     ClosedError,
@@ -42,7 +42,19 @@ from .errors import (
 )
 from .log import get_logger
 from .manifest import Manifest, read_engine_file
-from .profiles import Shape, ShapeRange, format_shape
+from .profiles import Shape, format_shape
+from .tensors import (
+    ArrayInfo,
+    TensorSpec,
+    _is_trtkit_pinned,
+    _numpy,
+    _trt_mode,
+    describe_array,
+    describe_tensors,
+    normalize_inputs,
+    select_profile,
+    validate_inputs,
+)
 
 if TYPE_CHECKING:
     from .builder import BuiltEngine
@@ -72,368 +84,6 @@ _MAX_GRAPHS: Final = 16
 
 
 # ======================================================================================================
-# Tensor specs and pure checks
-# ======================================================================================================
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One engine I/O tensor. ``-1`` in ``shape`` marks a dynamic dim; ``profiles[i]`` is its range in
-    optimization profile ``i`` (inputs only; values for shape tensors)."""
-
-    name: str
-    mode: Literal["input", "output"]
-    dtype: DType
-    shape: Shape
-    location: Literal["device", "host"] = "device"
-    is_shape_tensor: bool = False
-    profiles: tuple[ShapeRange, ...] = ()
-
-    @property
-    def is_input(self) -> bool:
-        return self.mode == "input"
-
-    @property
-    def is_dynamic(self) -> bool:
-        return any(d < 0 for d in self.shape)
-
-    def describe(self) -> str:
-        return f"{self.name} ({self.dtype.name} [{', '.join(str(d) for d in self.shape)}])"
-
-    def __repr__(self) -> str:
-        return f"TensorSpec({self.mode} {self.name!r}: {self.dtype.name}[{format_shape(self.shape)}])"
-
-
-class ArrayInfo(NamedTuple):
-    """What trtkit learned about one array passed in: where it lives, its layout, its address.
-
-    A named tuple: one is made per array per call, and tuples are the cheapest record Python builds.
-    """
-
-    kind: Literal["host", "device"]
-    shape: Shape
-    dtype: str
-    """trtkit dtype name, or the foreign name when TensorRT has no such type (e.g. ``float64``)."""
-    contiguous: bool = True
-    device: int = -1
-    ptr: int = 0
-    pinned: bool = False
-    obj: Any = None
-
-
-def _trt_mode(value: Any) -> str:
-    return str(getattr(value, "name", value)).rsplit(".", 1)[-1].upper()
-
-
-def describe_tensors(engine: CudaEngine) -> tuple[TensorSpec, ...]:
-    """Read every I/O tensor of a deserialized engine (inputs first, engine order kept)."""
-    n_prof = int(engine.num_optimization_profiles)
-    specs: list[TensorSpec] = []
-    for i in range(int(engine.num_io_tensors)):
-        name = engine.get_tensor_name(i)
-        mode = _trt_mode(engine.get_tensor_mode(name))
-        if mode not in ("INPUT", "OUTPUT"):
-            continue
-        is_input = mode == "INPUT"
-        shape = tuple(int(d) for d in engine.get_tensor_shape(name))
-        location: Literal["device", "host"] = (
-            "host" if _trt_mode(engine.get_tensor_location(name)) == "HOST" else "device")
-        is_shape = bool(engine.is_shape_inference_io(name)) if is_input else False
-        ranges: list[ShapeRange] = []
-        if is_input:
-            for p in range(n_prof):
-                if is_shape:
-                    lo, opt, hi = engine.get_tensor_profile_values(p, name)  # positional: keywords are swapped
-                else:
-                    lo, opt, hi = engine.get_tensor_profile_shape(name, p)
-                ranges.append(ShapeRange(tuple(lo), tuple(opt), tuple(hi)))
-        specs.append(TensorSpec(
-            name=name, mode="input" if is_input else "output", dtype=dtypes.from_trt(engine.get_tensor_dtype(name)),
-            shape=shape, location=location, is_shape_tensor=is_shape, profiles=tuple(ranges),
-        ))
-    return tuple([s for s in specs if s.is_input] + [s for s in specs if not s.is_input])
-
-
-def normalize_inputs(inputs: Sequence[TensorSpec], given: Any) -> dict[str, Any]:
-    """Accept a mapping by name, a sequence in input order, or a single array for a one-input engine."""
-    if type(given) is dict and all(type(k) is str for k in given):
-        return given
-    names = [s.name for s in inputs]
-    if len(names) == 1 and _kind_of(type(given)) != "other":
-        return {names[0]: given}
-    if isinstance(given, Mapping):
-        for key in given:
-            if not isinstance(key, str):
-                raise InputError(f"input names must be strings, got {key!r}; the engine's inputs are {names}")
-        return dict(given)
-    if isinstance(given, list | tuple):
-        if len(given) != len(names):
-            raise InputError(
-                f"got {len(given)} input arrays but the engine has {len(names)} inputs ({', '.join(names)}); "
-                "pass them in this order, or as a dict by name"
-            )
-        return dict(zip(names, given, strict=True))
-    if len(names) != 1:
-        raise InputError(
-            f"a single array was passed but the engine has {len(names)} inputs ({', '.join(names)}); "
-            "pass a dict by name or a sequence in this order"
-        )
-    return {names[0]: given}
-
-
-_NP_TO_TRTKIT: dict[str, str] = {d.numpy_name: d.name for d in dtypes.all_dtypes() if d.numpy_name}
-
-
-_DTYPE_NAMES: dict[Any, str] = {}
-
-
-def _dtype_name(dtype: Any) -> str:
-    name = _DTYPE_NAMES.get(dtype)
-    if name is None:
-        name = dtype.name if dtype is not None else "unknown"
-        _DTYPE_NAMES[dtype] = name
-    return name
-
-
-def _c_contiguous(shape: Shape, strides: tuple[int, ...] | None) -> bool:
-    if strides is None:
-        return True
-    expect = 1
-    for d, s in zip(reversed(shape), reversed(strides), strict=True):
-        if d != 1 and s != expect:
-            return False
-        expect *= d
-    return True
-
-
-def _is_trtkit_pinned(arr: Any) -> bool:
-    """True for NumPy arrays in trtkit's pinned memory (they need no staging copy)."""
-    from .memory import find_owner
-
-    return find_owner(arr) is not None
-
-
-_numpy_module: Any = None
-_TYPE_KIND: dict[type, str] = {}
-_TORCH_DTYPES: dict[Any, str] = {}
-
-
-def _numpy() -> Any:
-    global _numpy_module
-    if _numpy_module is None:
-        import numpy
-
-        _numpy_module = numpy
-    return _numpy_module
-
-
-def _kind_of(tp: type) -> str:
-    """``numpy``, ``torch``, ``cupy``, ``dlpack``, ``cai`` or ``other``, cached per type."""
-    kind = _TYPE_KIND.get(tp)
-    if kind is None:
-        family = tp.__module__.split(".", 1)[0]
-        if issubclass(tp, _numpy().ndarray):
-            kind = "numpy"
-        elif family == "torch" and hasattr(tp, "data_ptr") and hasattr(tp, "get_device"):
-            kind = "torch"
-        elif family == "cupy" and hasattr(tp, "data") and hasattr(tp, "device"):
-            kind = "cupy"
-        elif hasattr(tp, "__dlpack__"):
-            kind = "dlpack"
-        elif hasattr(tp, "__cuda_array_interface__"):
-            kind = "cai"
-        else:
-            kind = "other"
-        _TYPE_KIND[tp] = kind
-    return kind
-
-
-def _torch_dtype_name(dtype: Any) -> str:
-    name = _TORCH_DTYPES.get(dtype)
-    if name is None:
-        name = str(dtype).removeprefix("torch.")
-        _TORCH_DTYPES[dtype] = name
-    return name
-
-
-def describe_array(obj: Any, stream: int | None = None, *, ordered: bool = False) -> ArrayInfo:
-    """Inspect one array without copying it.
-
-    CUDA arrays are viewed through DLPack or ``__cuda_array_interface__``; with ``stream`` given, the producer's
-    pending work is ordered before ``stream`` as those protocols define. ``ordered=True`` says the caller already
-    ordered it (the array was produced on ``stream``): PyTorch and CuPy arrays are then read through their own
-    attributes, which skips the protocol's stream handshake. Other objects are read through NumPy.
-    """
-    kind = _kind_of(type(obj))
-    if kind == "numpy":
-        name = obj.dtype.name
-        return ArrayInfo("host", obj.shape, _NP_TO_TRTKIT.get(name, name), bool(obj.flags.c_contiguous), -1, 0,
-                         _is_trtkit_pinned(obj), obj)
-    if ordered and kind == "torch":
-        dev = obj.get_device()
-        if dev >= 0:
-            return ArrayInfo("device", tuple(obj.shape), _torch_dtype_name(obj.dtype), obj.is_contiguous(), dev,
-                             obj.data_ptr(), False, obj)
-    elif ordered and kind == "cupy":
-        return ArrayInfo("device", obj.shape, _NP_TO_TRTKIT.get(_dtype_name(obj.dtype), str(obj.dtype)),
-                         bool(obj.flags.c_contiguous), obj.device.id, obj.data.ptr, False, obj)
-    np = _numpy()
-    if not isinstance(obj, np.ndarray):
-        dl_device = getattr(obj, "__dlpack_device__", None)
-        on_cpu = dl_device is not None and int(dl_device()[0]) == 1
-        if not on_cpu and (dl_device is not None or hasattr(type(obj), "__cuda_array_interface__")):
-            from .memory import view_device_array
-
-            v = view_device_array(obj, stream)
-            np_name = _dtype_name(v.dtype)
-            return ArrayInfo("device" if v.is_device else "host", v.shape, _NP_TO_TRTKIT.get(np_name, np_name),
-                             _c_contiguous(v.shape, v.strides), v.device_id if v.is_device else -1, v.ptr,
-                             obj=(obj, v.owner))
-        obj = np.from_dlpack(obj) if on_cpu else np.asarray(obj)
-    name = obj.dtype.name
-    return ArrayInfo("host", obj.shape, _NP_TO_TRTKIT.get(name, name), bool(obj.flags.c_contiguous), -1, 0,
-                     _is_trtkit_pinned(obj), obj)
-
-
-def validate_inputs(inputs: Sequence[TensorSpec], arrays: Mapping[str, ArrayInfo], *, device: int,
-                    by_name: Mapping[str, TensorSpec] | None = None) -> None:
-    """Check names, dtypes, ranks, fixed dims, layout and device; raise one InputError listing every problem.
-
-    Dims outside every profile are reported by :func:`select_profile`. ``by_name`` (the specs by name) saves
-    rebuilding it on every call.
-    """
-    problems: list[str] = []
-    if by_name is None:
-        by_name = {s.name: s for s in inputs}
-    for name in arrays:
-        if name not in by_name:
-            close = difflib.get_close_matches(name, list(by_name), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"unknown input {name!r}{hint}")
-    for spec in inputs:
-        info = arrays.get(spec.name)
-        if info is None:
-            problems.append(f"missing input {spec.describe()}")
-            continue
-        if info.dtype != spec.dtype.name:
-            problems.append(f"input {spec.name!r} has dtype {info.dtype}; the engine expects {spec.dtype.name}")
-        if spec.is_shape_tensor:
-            continue
-        if len(info.shape) != len(spec.shape):
-            problems.append(f"input {spec.name!r} has rank {len(info.shape)} ({format_shape(info.shape)}); the "
-                            f"engine expects rank {len(spec.shape)} ({format_shape(spec.shape)})")
-        else:
-            for axis, (got, want) in enumerate(zip(info.shape, spec.shape, strict=True)):
-                if want >= 0 and got != want:
-                    problems.append(f"input {spec.name!r} dim {axis} is {got}; the engine fixes it to {want} "
-                                    f"({format_shape(spec.shape)})")
-        if not info.contiguous:
-            problems.append(f"input {spec.name!r} is not C-contiguous; pass a contiguous array "
-                            "(np.ascontiguousarray(x), x.contiguous(), cupy.ascontiguousarray(x))")
-        if info.kind == "device" and info.device != device:
-            problems.append(f"input {spec.name!r} is on CUDA device {info.device}; the engine lives on device "
-                            f"{device}. Move it there (x.to('cuda:{device}')) or load the engine with device="
-                            f"{info.device}")
-    if problems:
-        raise InputError("the inputs do not match the engine:\n  - " + "\n  - ".join(problems))
-
-
-def select_profile(inputs: Sequence[TensorSpec], shapes: Mapping[str, Shape], *, prefer: int | None = None) -> int:
-    """The tightest optimization profile containing every input shape (smallest total max volume; ties go
-    to ``prefer``, then the lowest index). Raises InputError listing the profiles when none fits."""
-    dims = [s for s in inputs if not s.is_shape_tensor]
-    n = len(inputs[0].profiles) if inputs else 0
-    if n == 0:
-        return 0
-    best, best_cost = -1, (math.inf, 1, 0)
-    for p in range(n):
-        if all(s.profiles[p].contains(shapes[s.name]) for s in dims):
-            cost = (sum(math.prod(s.profiles[p].max) for s in dims), 0 if p == prefer else 1, p)
-            if cost < best_cost:
-                best, best_cost = p, cost
-    if best < 0:
-        given = ", ".join(f"{s.name} {format_shape(shapes[s.name])}" for s in dims)
-        listing = "\n".join(
-            f"  profile {p}: " + ", ".join(f"{s.name}: {s.profiles[p]}" for s in dims) for p in range(n)
-        )
-        raise InputError(
-            f"no optimization profile of the engine accepts these input shapes: {given}.\nThe engine's profiles:\n"
-            f"{listing}\nUse shapes inside one profile, or rebuild the engine with a profile that covers them "
-            "(--minShapes/--optShapes/--maxShapes, or shapes={name: (min, opt, max)})."
-        )
-    return best
-
-
-def _version_tuple(v: str) -> tuple[int, ...]:
-    out = []
-    for part in v.split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
-        out.append(int(digits) if digits else 0)
-    return tuple(out)
-
-
-def _rebuild_hint(manifest: Manifest) -> str:
-    model = manifest.onnx.get("name") or "MODEL.onnx"
-    return (f" Rebuild it here: `trtkit build {model} ...` or Engine.from_onnx(..., on_incompatible='rebuild') "
-            "(a cached engine is rebuilt automatically).")
-
-
-def check_compatibility(manifest: Manifest | None, backend: Backend, device: DeviceInfo | None,
-                        *, source: str = "engine") -> None:
-    """Raise EngineIncompatibleError when an engine built as ``manifest`` says cannot run with ``backend`` on
-    ``device`` (backend, version, compute capability). A bare plan (no manifest) passes; TensorRT checks it.
-    """
-    if device is not None:
-        supported = backend.features.supported_compute_capabilities
-        if supported is not None and device.compute_capability not in supported:
-            ccs = ", ".join(f"{a}.{b}" for a, b in supported)
-            raise EngineIncompatibleError(
-                f"{backend.label} cannot run engines on {device.name} (compute capability {device.cc_string}); "
-                f"it supports {ccs}. Use full TensorRT on this GPU (pip install 'trtkit[tensorrt]')."
-            )
-    if manifest is None:
-        return
-    hint = _rebuild_hint(manifest)
-    if manifest.backend != backend.name:
-        raise EngineIncompatibleError(
-            f"{source} was built with {manifest.backend} {manifest.backend_version}, but the active backend is "
-            f"{backend.label}.{hint} Or select its backend with backend={manifest.backend!r} / TRTKIT_BACKEND."
-        )
-    built, here = _version_tuple(manifest.backend_version), _version_tuple(backend.version)
-    if built != here:
-        vc = bool(manifest.compatibility.get("version_compatible"))
-        if not (vc and built[:1] == here[:1] and here >= built):
-            why = ("version-compatible engines run only on the same major version or later"
-                   if vc else "plans are tied to the TensorRT version that built them")
-            raise EngineIncompatibleError(
-                f"{source} was built with {backend.display_name} {manifest.backend_version}; this is "
-                f"{backend.version} ({why}).{hint}"
-            )
-    if device is None:
-        return
-    target = manifest.target
-    built_cc = target.get("compute_capability")
-    if built_cc:
-        hw = str(manifest.compatibility.get("hardware_compatibility") or "none")
-        ok = built_cc == device.cc_string or (hw == "ampere_plus" and device.compute_capability >= (8, 0))
-        if not ok:
-            raise EngineIncompatibleError(
-                f"{source} was built for compute capability {built_cc} ({target.get('gpu') or 'unknown GPU'}); "
-                f"this GPU is {device.name} with {device.cc_string}.{hint} Or build with "
-                "--hardwareCompatibilityLevel=ampere_plus to run on every Ampere or newer GPU."
-            )
-    cc_names = [str(c).upper() for c in target.get("compute_capabilities") or []]
-    explicit = [c for c in cc_names if c.startswith("SM")]
-    if explicit and "CURRENT" not in cc_names:
-        mine = f"SM{device.compute_capability[0]}{device.compute_capability[1]}"
-        if mine not in explicit:
-            raise EngineIncompatibleError(
-                f"{source} targets {', '.join(explicit)}; this GPU is {device.name} ({mine}).{hint} Or add "
-                f"--computeCapabilities={device.cc_string}."
-            )
-
-
-# ======================================================================================================
 # Loading
 # ======================================================================================================
 
@@ -454,20 +104,13 @@ def _read_source(source: Any) -> tuple[bytes, Manifest | None, str]:
     raise TypeError(f"cannot load an engine from {type(source).__name__}; pass a path, plan bytes or BuiltEngine")
 
 
-def _validity_reasons(backend: Backend, diagnostics: Any) -> list[str]:
-    """Names of the ``EngineInvalidityDiagnostics`` bits set in ``diagnostics`` (TensorRT-RTX)."""
-    members = getattr(getattr(backend.trt, "EngineInvalidityDiagnostics", None), "__members__", {})
-    bits = int(diagnostics or 0)
-    return [name for name, member in members.items() if bits & int(member)] or ([str(bits)] if bits else [])
-
-
 def _deserialize(backend: Backend, runtime: Any, plan: bytes, source: str) -> CudaEngine:
     if backend.features.engine_validity:
         size = int(getattr(runtime, "engine_header_size", 0) or len(plan))
         with backend.capture() as cap:
             validity, diagnostics = runtime.get_engine_validity(plan[:size])
         if _trt_mode(validity) == "INVALID":
-            reasons = _validity_reasons(backend, diagnostics)
+            reasons = validity_reasons(backend, diagnostics)
             if "MALFORMED_ENGINE" in reasons:
                 raise EngineFileError(
                     f"{backend.label} says {source} is not a valid plan (MALFORMED_ENGINE): it is corrupt, truncated "
