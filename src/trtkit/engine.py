@@ -51,14 +51,11 @@ def _family(obj: Any) -> str:
 _raw_torch_stream: Any = None
 
 
-def _torch_stream(t: Any) -> int | None:
-    """The caller's current PyTorch stream on ``t``'s device, or None for a CPU tensor."""
+def _torch_stream(index: int) -> int:
+    """The caller's current PyTorch stream on CUDA device ``index``."""
     global _raw_torch_stream
-    index = t.get_device()
-    if index < 0:
-        return None
-    torch = sys.modules["torch"]
     if _raw_torch_stream is None:
+        torch = sys.modules["torch"]
         # Triton and other libraries read the current stream this way: a plain int, about 0.2 us, against
         # several microseconds for torch.cuda.current_stream(device).
         _raw_torch_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
@@ -77,11 +74,12 @@ def _torch_factory(like: Any) -> Any:
     empty = torch.empty
     types: dict[str, Any] = {}
 
-    def make(name: str, shape: tuple[int, ...], dtype: Any) -> Any:
+    def make(name: str, shape: tuple[int, ...], dtype: Any) -> tuple[Any, int]:
         t = types.get(dtype.name)
         if t is None:
             t = types[dtype.name] = getattr(torch, dtype.name)
-        return empty(shape, dtype=t, device=device)
+        out = empty(shape, dtype=t, device=device)
+        return out, out.data_ptr()
 
     return make
 
@@ -89,8 +87,9 @@ def _torch_factory(like: Any) -> Any:
 def _cupy_factory(like: Any) -> Any:
     cupy = sys.modules["cupy"]
 
-    def make(name: str, shape: tuple[int, ...], dtype: Any) -> Any:
-        return cupy.empty(shape, dtype=dtype.to_numpy())
+    def make(name: str, shape: tuple[int, ...], dtype: Any) -> tuple[Any, int]:
+        out = cupy.empty(shape, dtype=dtype.to_numpy())
+        return out, int(out.data.ptr)
 
     return make
 
@@ -315,14 +314,14 @@ class Engine:
             first = inputs[0] if isinstance(inputs, list | tuple) and inputs else inputs
         family = _family(first)
         if family == "torch" and stream is None:
-            stream = _torch_stream(first)
-            if stream is not None:
+            index = first.get_device()
+            if index >= 0:
                 # Run on the caller's current stream: inputs are ready in its order and torch's allocator is
                 # stream-ordered there, so no handshake; outputs come from torch's allocator, in place.
-                factory = self._factories.get(first.device)
+                factory = self._factories.get(index)
                 if factory is None:
-                    factory = self._factories[first.device] = _torch_factory(first)
-                return self._loaded.infer(inputs, outputs=outputs, stream=stream, sync_inputs=False,
+                    factory = self._factories[index] = _torch_factory(first)
+                return self._loaded.infer(inputs, outputs=outputs, stream=_torch_stream(index), sync_inputs=False,
                                           output_factory=factory)
         elif family == "cupy" and stream is None:
             stream = _cupy_stream(first)

@@ -78,8 +78,9 @@ __all__ = [
 
 _log = get_logger("runtime")
 
-OutputFactory = Callable[[str, tuple[int, ...], DType], Any]
-"""``f(name, shape, dtype) -> array``: makes an output array for :meth:`Context.infer`."""
+OutputFactory = Callable[[str, tuple[int, ...], DType], tuple[Any, int]]
+"""``f(name, shape, dtype) -> (array, device_pointer)``: makes a contiguous output array of that shape and dtype
+on the engine's device, for :meth:`Context.infer`."""
 _MAX_GRAPHS: Final = 16
 
 
@@ -626,7 +627,10 @@ class Context:
                 continue  # data-dependent: the output allocator provides memory
             target = provided.get(spec.name)
             if target is None and factory is not None:
-                target = factory(spec.name, shape, spec.dtype)
+                made, ptr = factory(spec.name, shape, spec.dtype)  # made as asked: no need to inspect it
+                self._bind(spec.name, ptr)
+                result[spec.name] = made
+                continue
             if target is not None:
                 info = describe_array(target, self._handle, ordered=ordered)
                 if info.shape != shape or info.dtype != spec.dtype.name or not info.contiguous:
@@ -688,8 +692,7 @@ class Context:
             nbytes = math.prod(dds_shape) * npd.itemsize
             src = alloc.buffers[spec.name]
             if device_call and factory is not None:
-                target = factory(spec.name, dds_shape, spec.dtype)
-                dst = describe_array(target, self._handle, ordered=True).ptr
+                target, dst = factory(spec.name, dds_shape, spec.dtype)
                 self._m.copy_async(dst, int(src.handle), nbytes, self._handle)
                 result[spec.name] = target
             elif device_call:
@@ -717,8 +720,9 @@ class Context:
                 keeps CUDA inputs alive until the stream has used them. False says the caller produced them on
                 this stream and keeps them alive (or its allocator is stream-ordered there, as PyTorch's and
                 CuPy's are on their current stream): faster, and what :class:`trtkit.Engine` does.
-            output_factory: ``f(name, shape, dtype) -> array`` makes output arrays (e.g. ``torch.empty``) instead
-                of trtkit's pool; they are written in place and returned.
+            output_factory: ``f(name, shape, dtype) -> (array, device_pointer)`` makes output arrays (e.g. with
+                ``torch.empty``) instead of trtkit's pool: contiguous, of that shape and dtype, on the engine's
+                device (trusted, not inspected). They are written in place and returned.
 
         Returns:
             NumPy outputs (pinned memory, ready) when every input is NumPy; otherwise
