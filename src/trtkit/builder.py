@@ -340,6 +340,8 @@ def _add_profiles(backend: Backend, builder: Any, cfg: BuilderConfig, profiles: 
     shape_tensors = {i.name for i in inputs if i.is_shape_tensor}
     for index, profile in enumerate(profiles):
         p = builder.create_optimization_profile()
+        if p is None:
+            raise BuildError(f"{backend.label} could not create optimization profile {index}")
         for name, rng in profile.ranges.items():
             if name in shape_tensors:
                 p.set_shape_input(name, rng.min, rng.opt, rng.max)
@@ -439,13 +441,19 @@ def build_engine(
     flags = 0
     if config.strongly_typed and not be.features.always_strongly_typed:
         flags = 1 << int(be.enum("NetworkDefinitionCreationFlag", "STRONGLY_TYPED"))
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, be.logger)
+    with be.capture() as cap:
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, be.logger) if network is not None else None
+    if network is None or parser is None:
+        raise BuildError(f"{be.label} could not create a network definition and ONNX parser",
+                         tensorrt_log=cap.lines)
     parse_into(be, parser, parsed_model)
     inputs, tensors = _network_tensors(network, parsed_model)
     resolved = resolve_profiles(profiles, inputs)
 
     cfg = builder.create_builder_config()
+    if cfg is None:
+        raise BuildError(f"{be.label} could not create a builder config")
     _apply_config(be, builder, cfg, flags_config)
     _add_profiles(be, builder, cfg, resolved, inputs)
     timing = TimingCacheFile(config.timing_cache) if config.timing_cache else None
