@@ -91,7 +91,7 @@ def main() -> None:
         "facade_engine_x": lambda: eng(x),  # outputs made by torch.empty on the caller's stream
         "facade_engine_x_outputs": lambda: eng.infer({"x": x}, outputs={"y": y}),
         "context_infer_trusted_stream": lambda: ctx.infer({"x": x}, outputs={"y": y}, sync_inputs=False),
-        "context_infer_dlpack_handshake": lambda: ctx.infer({"x": x}, outputs={"y": y}),
+        "context_infer_default_ordering": lambda: ctx.infer({"x": x}, outputs={"y": y}),
         "context_infer_pool_outputs": lambda: ctx.infer({"x": x}),
     }
     results: dict[str, Any] = {"device": le.device_info.name, "calls_per_run": N, "runs": REPEATS}

@@ -324,3 +324,21 @@ def test_large_pageable_arrays_take_the_parallel_path(be) -> None:
         np.testing.assert_allclose(out, x * 2 + 1, rtol=1e-6)
         default = le.infer({"x": x})["y"]  # trtkit's pinned output
         np.testing.assert_allclose(default, x * 2 + 1, rtol=1e-6)
+
+
+def test_cupy_producer_on_another_stream_is_ordered_through_dlpack(eng) -> None:
+    """CuPy arrays take the DLPack path: CuPy's export orders its current stream before the context's."""
+    cp = pytest.importorskip("cupy")
+    x = cp.zeros((64, 4), dtype=cp.float32)
+    cp.cuda.Device().synchronize()
+    ctx = eng.create_context()
+    producer = cp.cuda.Stream(non_blocking=True)
+    with producer:
+        a = cp.random.rand(2048, 2048)
+        for _ in range(30):  # tens of milliseconds of work queued ahead of the fill
+            a = (a @ a) * 1e-3
+        x[...] = 5.0
+        y = ctx.infer({"x": x})["y"]
+    ctx.stream.sync()
+    assert bool(cp.all(cp.from_dlpack(y) == 11.0))
+    ctx.close()

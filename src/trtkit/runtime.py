@@ -47,12 +47,14 @@ from .tensors import (
     ArrayInfo,
     TensorSpec,
     _is_trtkit_pinned,
+    _kind_of,
     _numpy,
     _trt_mode,
     describe_array,
     describe_tensors,
     normalize_inputs,
     select_profile,
+    torch_current_stream,
     validate_inputs,
 )
 
@@ -394,6 +396,7 @@ class Context:
         self._keep: list[Any] = []
         self._keep_event: Any = None
         self._copy_out: list[tuple[Any, Any]] = []
+        self._order = memory.StreamOrder()
         self._pending: Any = None
         self.cuda_graph = cuda_graph
         self._graphs: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
@@ -576,7 +579,10 @@ class Context:
             self._own_stream = False
             self._last_key = None
         given = normalize_inputs(self.inputs, inputs)
-        infos = {name: describe_array(obj, self._handle, ordered=ordered) for name, obj in given.items()}
+        if ordered:
+            infos = {name: describe_array(obj, self._handle, ordered=True) for name, obj in given.items()}
+        else:
+            infos = {name: self._describe_ordering(obj) for name, obj in given.items()}
         validate_inputs(self.inputs, infos, device=self.engine.device_index, by_name=self._in_specs)
         key = tuple([infos[n].shape for n in self._in_names])
         state = self._ensure_shapes(key)
@@ -612,6 +618,22 @@ class Context:
         if refs:
             self._hold(refs)
         return out, device_call
+
+    def _describe_ordering(self, obj: Any) -> ArrayInfo:
+        """Describe an input and order the context's stream after its producer's pending work.
+
+        PyTorch tensors are read through their attributes and ordered after PyTorch's current stream here (what
+        their ``__dlpack__(stream=...)`` would do, for a fraction of its cost); everything else goes through
+        DLPack / ``__cuda_array_interface__`` with the stream handshake those protocols define.
+        """
+        if _kind_of(type(obj)) == "torch":
+            info = describe_array(obj, self._handle, ordered=True)
+            if info.kind == "device":
+                producer = torch_current_stream(info.device)
+                if producer != self._handle:
+                    self._order.after(self._handle, producer)
+                return info
+        return describe_array(obj, self._handle)
 
     def _bind_outputs(self, state: _ShapeState, outputs: Mapping[str, Any] | None, device_call: bool,
                       ordered: bool = False, factory: OutputFactory | None = None) -> dict[str, Any]:
@@ -826,6 +848,7 @@ class Context:
         self._dev_bufs.clear()
         self._pin_bufs.clear()
         self._keep.clear()
+        self._order.close()
         self._ctx = None  # type: ignore[assignment]
 
     def __enter__(self) -> Context:
