@@ -654,7 +654,8 @@ class Context:
                 result[spec.name] = made
                 continue
             if target is not None:
-                info = describe_array(target, self._handle, ordered=ordered)
+                info = describe_array(target, self._handle, ordered=True) if ordered else \
+                    self._describe_ordering(target)
                 if info.shape != shape or info.dtype != spec.dtype.name or not info.contiguous:
                     raise InputError(
                         f"output buffer {spec.name!r} is {info.dtype}[{format_shape(info.shape)}]; this call "
