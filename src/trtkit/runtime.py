@@ -397,6 +397,7 @@ class Context:
         self._keep_event: Any = None
         self._copy_out: list[tuple[Any, Any]] = []
         self._order = memory.StreamOrder()
+        self._producers: list[int] = []
         self._pending: Any = None
         self.cuda_graph = cuda_graph
         self._graphs: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
@@ -579,6 +580,7 @@ class Context:
             self._own_stream = False
             self._last_key = None
         given = normalize_inputs(self.inputs, inputs)
+        self._producers.clear()
         if ordered:
             infos = {name: describe_array(obj, self._handle, ordered=True) for name, obj in given.items()}
         else:
@@ -591,6 +593,8 @@ class Context:
             if info.kind == "device":
                 device_call = True
                 break
+        # Output buffers are checked (and bound) before any input is copied: a bad call launches nothing.
+        out = self._bind_outputs(state, outputs, device_call, ordered, factory)
         if self._pending is not None:  # an async call may still read the pinned staging buffers
             self._pending.sync()
             self._pending = None
@@ -614,26 +618,32 @@ class Context:
             pin = self._pinned_buffer(spec.name, nbytes)
             self._m.host_copy(self._m.host_array(pin, (nbytes,), np.uint8), arr)
             self._m.copy_async(dptr, int(pin.handle), nbytes, self._handle)
-        out = self._bind_outputs(state, outputs, device_call, ordered, factory)
+        self._apply_order()  # every check has passed: now wait for the producers
         if refs:
             self._hold(refs)
         return out, device_call
 
     def _describe_ordering(self, obj: Any) -> ArrayInfo:
-        """Describe an input and order the context's stream after its producer's pending work.
+        """Describe an array whose producer's pending work must come before the context's stream.
 
-        PyTorch tensors are read through their attributes and ordered after PyTorch's current stream here (what
-        their ``__dlpack__(stream=...)`` would do, for a fraction of its cost); everything else goes through
-        DLPack / ``__cuda_array_interface__`` with the stream handshake those protocols define.
+        PyTorch tensors are read through their attributes; PyTorch's current stream is noted and waited for by
+        :meth:`_apply_order` once the call has passed validation (what their ``__dlpack__(stream=...)`` would do,
+        for a fraction of its cost). Everything else goes through DLPack / ``__cuda_array_interface__`` with the
+        stream handshake those protocols define.
         """
         if _kind_of(type(obj)) == "torch":
             info = describe_array(obj, self._handle, ordered=True)
             if info.kind == "device":
                 producer = torch_current_stream(info.device)
                 if producer != self._handle:
-                    self._order.after(self._handle, producer)
+                    self._producers.append(producer)
                 return info
         return describe_array(obj, self._handle)
+
+    def _apply_order(self) -> None:
+        for producer in dict.fromkeys(self._producers):
+            self._order.after(self._handle, producer)
+        self._producers.clear()
 
     def _bind_outputs(self, state: _ShapeState, outputs: Mapping[str, Any] | None, device_call: bool,
                       ordered: bool = False, factory: OutputFactory | None = None) -> dict[str, Any]:
