@@ -118,8 +118,7 @@ def test_bad_inputs_launch_nothing_and_leak_nothing(eng, mod) -> None:
     for inputs in bad:
         with pytest.raises(InputError):
             eng.infer(inputs)
-    # a wrong output buffer is refused before the (pinned) input is copied: the NumPy input stays untouched
-    # on the host, and nothing runs
+    # a wrong output buffer is refused too, and nothing runs
     with pytest.raises(InputError, match="output buffer"):
         eng.infer({"x": np.ones((8, 4), np.float32)}, outputs={"y": np.empty((8, 5), np.float32)})
     torch.cuda.synchronize()
