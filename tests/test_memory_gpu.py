@@ -55,13 +55,16 @@ def test_pinned_pool_kind(pools) -> None:
     assert pinned.kind in ("PinnedMemoryResource", "LegacyPinnedMemoryResource")
 
 
-@pytest.mark.parametrize("order", ["docs", "binding"])
-def test_gpu_async_allocator_both_argument_orders(pools, order: str) -> None:
+@pytest.mark.parametrize(("flavor", "version"), [("tensorrt", "10.16.1.11"), ("tensorrt", "11.4.0.106"),
+                                                 ("tensorrt_rtx", None)])
+def test_gpu_async_allocator_both_argument_orders(pools, flavor: str, version: str | None) -> None:
     from trtkit import memory
+    from trtkit.backend import Backend
 
     pool, _, s = pools
-    mod = trt_double.make_module(allocator_order=order)
-    alloc = memory.make_gpu_allocator(mod, pool, s)
+    mod = trt_double.make_module(flavor, version=version)
+    be = Backend.from_module(flavor, mod)  # type: ignore[arg-type]
+    alloc = memory.make_gpu_allocator(mod, pool, s, stream_index=be.features.gpu_allocator_stream_index)
     rt = mod.Runtime(None)
     rt.gpu_allocator = alloc
     s.sync()

@@ -13,10 +13,9 @@ from trtkit.backend import Backend
 from trtkit.bench import summarize
 from trtkit.cli.main import main
 from trtkit.dtypes import lookup
-from trtkit.errors import EngineFileError, EngineIncompatibleError, InputError
+from trtkit.errors import DependencyError, EngineFileError, EngineIncompatibleError, ExecutionError, InputError
 from trtkit.gpu import DeviceInfo
 from trtkit.manifest import Manifest, TensorInfo, write_engine_file
-from trtkit.memory import _detect_stream_position
 from trtkit.profiles import Profile, ShapeRange
 from trtkit.runtime import (
     ArrayInfo,
@@ -258,14 +257,6 @@ def test_double_rejects_shapes_outside_profile_and_execute_without_shapes() -> N
     assert ctx.set_tensor_address("nope", 256) is False
 
 
-def test_gpu_allocator_argument_order_detection() -> None:
-    flag = trt_double.AllocatorFlag.RESIZABLE
-    assert _detect_stream_position((16, 256, flag, 0x7F00AA00)) == 3
-    assert _detect_stream_position((16, 256, 0x7F00AA00, flag)) == 2
-    assert _detect_stream_position((16, 256, 0, 0x7F00AA00)) == 3
-    assert _detect_stream_position((16, 256, 0x7F00AA00, 0)) == 2
-
-
 # ---- benchmark statistics and CLI ----------------------------------------------------------------------------
 
 
@@ -295,3 +286,94 @@ def test_rtx_validity_diagnostics_are_named(rtx: Backend) -> None:
     bits = int(diag.UNSUPPORTED_CC) | int(diag.OLD_CUDA_DRIVER)
     assert validity_reasons(rtx, bits) == ["UNSUPPORTED_CC", "OLD_CUDA_DRIVER"]
     assert validity_reasons(rtx, 0) == []
+
+
+# ---- real TensorRT's rules, before any CUDA work -------------------------------------------------------------
+
+
+def test_tensorrt_10_0_is_refused_with_the_upgrade_command() -> None:
+    with pytest.raises(DependencyError, match=r"TensorRT 10\.0\.1 is too old.*tensorrt>=10\.1"):
+        _be(version="10.0.1")
+    assert _be(version="10.1.0").version == "10.1.0"
+
+
+def test_failing_runtime_factory_is_an_execution_error_with_the_log() -> None:
+    be = _be(fail_factory=True)
+    with pytest.raises(ExecutionError, match="could not create a Runtime") as info:
+        be.create_runtime()
+    assert any("CUDA initialization failure" in line for line in info.value.tensorrt_log)
+
+
+@pytest.mark.parametrize(("version", "index"), [("10.1.0", 2), ("11.1.0.106", 2), ("11.2.1.2", 3), ("11.4.0.106", 3)])
+def test_allocator_stream_position_follows_the_version(version: str, index: int) -> None:
+    assert _be(version=version).features.gpu_allocator_stream_index == index
+    assert _be("tensorrt_rtx").features.gpu_allocator_stream_index == 3
+
+
+class _FakeBuf:
+    def __init__(self, size: int, addr: int) -> None:
+        self.size, self.handle, self.closed_on = size, addr, None
+
+    def close(self, stream: object) -> None:
+        self.closed_on = stream
+
+
+class _FakePool:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, object]] = []
+
+    def allocate(self, nbytes: int, stream: object) -> _FakeBuf:
+        self.calls.append((nbytes, stream))
+        return _FakeBuf(nbytes, 4096 * len(self.calls))
+
+
+@pytest.mark.parametrize("version", ["10.16.1.11", "11.4.0.106"])
+def test_allocator_orders_on_the_stream_tensorrt_passes_even_after_a_zero_first_call(
+        version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trtkit import memory
+
+    monkeypatch.setattr(memory, "to_stream", lambda h: ("stream", h))
+    be = _be(version=version)
+    pool = _FakePool()
+    alloc = memory.make_gpu_allocator(be.trt, pool, "fallback",
+                                      stream_index=be.features.gpu_allocator_stream_index)
+    stream_last = be.features.gpu_allocator_stream_index == 3
+    alloc.allocate_async(512, 256, 0, 0)  # stream 0 and flags 0 look alike: nothing may be guessed from them
+    addr = alloc.allocate_async(1000, 256, 0, 0x7F00) if stream_last else alloc.allocate_async(1000, 256, 0x7F00, 0)
+    assert pool.calls == [(512, "fallback"), (1000, ("stream", 0x7F00))]
+    assert alloc.deallocate_async(addr, 0x7F10) is True
+    # TensorRT sends synchronous allocations to allocate_async too: nothing else is overridden.
+    assert {"allocate", "deallocate", "reallocate"}.isdisjoint(type(alloc).__dict__)
+
+
+def _manifest_from_build(tmp_path: Path, **config: object) -> Path:
+    """An engine file whose manifest records a version-compatible build with ``config``."""
+    plan = TWO_PROFILES
+    m = _manifest(compat={"hardware_compatibility": "none", "version_compatible": True})
+    m = m.__class__(**{**m.__dict__, "config": dict(config), "plan_size": len(plan),
+                       "plan_sha256": __import__("hashlib").sha256(plan).hexdigest()})
+    return write_engine_file(tmp_path / "m.engine", plan, m)
+
+
+def test_version_compatible_plan_needs_explicit_host_code_opt_in(tmp_path: Path) -> None:
+    path = _manifest_from_build(tmp_path, version_compatible=True)
+    with pytest.raises(EngineIncompatibleError, match=r"allow_host_code=True.*--allow-host-code"):
+        load_engine(path, backend=_be())
+
+
+def test_plan_without_lean_runtime_names_the_option(tmp_path: Path) -> None:
+    path = _manifest_from_build(tmp_path, version_compatible=True, exclude_lean_runtime=True)
+    with pytest.raises(EngineIncompatibleError, match=r"lean_runtime=PATH.*--lean-runtime"):
+        load_engine(path, backend=_be(), allow_host_code=True)
+
+
+def test_shape_tensor_values_choose_the_profile_and_device_shape_tensors_are_refused() -> None:
+    x = _spec("x", [((1,), (8,), (64,)), ((1,), (8,), (64,))], shape=(-1,))
+    shp = TensorSpec("shape", "input", lookup("int64"), (2,), location="host", is_shape_tensor=True,
+                     profiles=(ShapeRange((1, 1), (2, 4), (8, 8)), ShapeRange((1, 16), (2, 16), (4, 16))))
+    assert select_profile([x, shp], {"x": (32,), "shape": (2,)}, values={"shape": (2, 16)}) == 1
+    assert select_profile([x, shp], {"x": (32,), "shape": (2,)}, values={"shape": (4, 8)}) == 0
+    with pytest.raises(InputError, match="shape values"):
+        select_profile([x, shp], {"x": (32,), "shape": (2,)}, values={"shape": (2, 99)})
+    with pytest.raises(InputError, match="shape tensor, which TensorRT reads on the CPU"):
+        validate_inputs([shp], {"shape": ArrayInfo("device", (2,), "int64", device=0, ptr=256)}, device=0)

@@ -106,7 +106,7 @@ def test_bad_inputs_launch_nothing_and_leak_nothing(eng, mod) -> None:
     x = torch.ones(8, 4, device="cuda")
     eng.infer({"x": x})
     torch.cuda.synchronize()
-    before, runs = eng.pool.stats().in_use, mod.executions
+    before, runs = eng.pool.stats().in_use, mod._state.executions
     bad = [
         {"x": torch.ones(8, 8, device="cuda")[:, ::2]},      # non-contiguous
         {"x": torch.ones(8, 4, device="cuda", dtype=torch.float16)},
@@ -122,7 +122,7 @@ def test_bad_inputs_launch_nothing_and_leak_nothing(eng, mod) -> None:
     with pytest.raises(InputError, match="output buffer"):
         eng.infer({"x": np.ones((8, 4), np.float32)}, outputs={"y": np.empty((8, 5), np.float32)})
     torch.cuda.synchronize()
-    assert mod.executions == runs
+    assert mod._state.executions == runs
     assert eng.pool.stats().in_use == before
 
 

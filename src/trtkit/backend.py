@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, cast
 
-from .errors import DependencyError, UnsupportedFeatureError
+from .errors import BuildError, DependencyError, ExecutionError, TrtkitError, UnsupportedFeatureError
 from .log import get_logger
 
 __all__ = [
@@ -53,7 +53,7 @@ _ALIASES: Final[dict[str, BackendName]] = {
     "rtx": "tensorrt_rtx",
 }
 _INSTALL: Final[dict[BackendName, str]] = {
-    "tensorrt": "pip install 'trtkit[tensorrt]'  (full TensorRT >= 10, from NVIDIA's package index)",
+    "tensorrt": "pip install 'trtkit[tensorrt]'  (full TensorRT >= 10.1, from NVIDIA's package index)",
     "tensorrt_rtx": "pip install 'trtkit[rtx]'  (TensorRT-RTX; builds engines even without a GPU)",
 }
 
@@ -63,6 +63,12 @@ _log = get_logger("backend")
 def install_hint(name: BackendName) -> str:
     """The pip command that installs backend ``name``."""
     return _INSTALL[name]
+
+
+MIN_TENSORRT: Final = (10, 1)
+"""The oldest full TensorRT trtkit supports: 10.0 lacks ``IExecutionContext.set_device_memory``,
+``ICudaEngine.device_memory_size_v2`` and ``get_device_memory_size_for_profile_v2`` (added in 10.1)."""
+
 _trt_log = get_logger("tensorrt")
 
 
@@ -209,6 +215,20 @@ class ExecutionContext(Protocol):
     def set_input_consumed_event(self, event: int) -> bool: ...
 
 
+class RtxExecutionContext(ExecutionContext, Protocol):
+    """``trt.IExecutionContext`` (TensorRT-RTX only): what TensorRT-RTX adds."""
+
+    def is_stream_capturable(self, stream: int) -> bool: ...
+
+
+class RuntimeConfig(Protocol):
+    """``trt.IRuntimeConfig`` (TensorRT-RTX only): per-context runtime options."""
+
+    dynamic_shapes_kernel_specialization_strategy: Any
+
+    def set_execution_context_allocation_strategy(self, strategy: Any) -> None: ...
+
+
 class CudaEngine(Protocol):
     """``trt.ICudaEngine``."""
 
@@ -225,6 +245,7 @@ class CudaEngine(Protocol):
     def get_tensor_dtype(self, name: str) -> Any: ...
     def get_tensor_shape(self, name: str) -> Any: ...
     def get_tensor_location(self, name: str) -> Any: ...
+    def get_tensor_format(self, name: str) -> Any: ...
     def is_shape_inference_io(self, name: str) -> bool: ...
     def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[Any]: ...
     def get_tensor_profile_values(self, profile_index: int, name: str) -> list[Any]: ...
@@ -234,12 +255,29 @@ class CudaEngine(Protocol):
     def serialize(self) -> HostMemory: ...
 
 
+class RtxCudaEngine(CudaEngine, Protocol):
+    """``trt.ICudaEngine`` (TensorRT-RTX only): contexts made from a runtime config."""
+
+    def create_runtime_config(self) -> RuntimeConfig: ...
+
+
 class Runtime(Protocol):
     """``trt.Runtime``."""
 
     gpu_allocator: Any
+    engine_host_code_allowed: bool
 
     def deserialize_cuda_engine(self, serialized_engine: bytes) -> CudaEngine | None: ...
+    def load_runtime(self, path: str) -> Runtime | None: ...
+    def get_plugin_registry(self) -> PluginRegistry: ...
+
+
+class RtxRuntime(Runtime, Protocol):
+    """``trt.Runtime`` (TensorRT-RTX only): a cheap validity check of a plan before deserializing."""
+
+    @property
+    def engine_header_size(self) -> int: ...
+    def get_engine_validity(self, buffer: bytes) -> tuple[Any, int]: ...
 
 
 class TrtModule(Protocol):
@@ -259,11 +297,13 @@ class TrtModule(Protocol):
     TensorLocation: Any
     ExecutionContextAllocationStrategy: Any
     LayerInformationFormat: Any
+    TensorFormat: Any
 
     def Builder(self, logger: Any) -> Builder: ...
     def Runtime(self, logger: Any) -> Runtime: ...
     def OnnxParser(self, network: Network, logger: Any) -> OnnxParser: ...
     def get_plugin_registry(self) -> PluginRegistry: ...
+    def init_libnvinfer_plugins(self, logger: Any, namespace: str) -> bool: ...
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -387,11 +427,26 @@ class Features:
     user_managed_context_memory: bool
     supported_compute_capabilities: tuple[tuple[int, int], ...] | None
     """Compute capabilities the runtime accepts, or None when any supported by the CUDA driver."""
+    gpu_allocator_stream_index: int
+    """Where the stream arrives in ``IGpuAsyncAllocator.allocate_async``'s Python override: 2 for
+    ``(size, alignment, stream, flags)`` (TensorRT 10.x to 11.1), 3 for ``(size, alignment, flags, stream)``
+    (TensorRT 11.2 and later, TensorRT-RTX); seen through each version's binding trampolines."""
+    runtime_config: bool
+    """Contexts are created from an ``IRuntimeConfig`` with TensorRT-RTX's kernel specialization strategy."""
 
 
 # TensorRT-RTX 1.x runs only on these (facts: deserializing on 9.0 fails with "does not support this
 # compute capability").
 _RTX_RUNTIME_CCS: Final = ((7, 5), (8, 0), (8, 6), (8, 9), (12, 0), (12, 1))
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"10.13.3.9"`` -> ``(10, 13, 3, 9)``; non-digits in a part are dropped (``"7.post1"`` -> 7)."""
+    out = []
+    for part in version.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
 
 
 class Backend:
@@ -405,9 +460,14 @@ class Backend:
         self.trt: TrtModule = cast(TrtModule, module)
         self.version: str = str(getattr(module, "__version__", "unknown"))
         self.display_name = _DISPLAY[name]
+        if name == "tensorrt" and version_tuple(self.version)[:2] < MIN_TENSORRT:
+            raise DependencyError(
+                f"TensorRT {self.version} is too old: trtkit needs TensorRT >= 10.1 (10.0 lacks "
+                "set_device_memory and device_memory_size_v2). Upgrade it: pip install -U 'tensorrt>=10.1'")
         self._sink = _LogSink()
         self._logger: Any = None
         self._plugins_ready = False
+        self._plugin_libs: set[str] = set()
         self._lock = threading.Lock()
         self.features = self._detect_features(module)
 
@@ -450,6 +510,8 @@ class Backend:
             gpu_async_allocator=hasattr(m, "IGpuAsyncAllocator"),
             user_managed_context_memory=strategies is not None and hasattr(strategies, "USER_MANAGED"),
             supported_compute_capabilities=_RTX_RUNTIME_CCS if rtx else None,
+            gpu_allocator_stream_index=3 if rtx or version_tuple(self.version)[:2] >= (11, 2) else 2,
+            runtime_config=rtx and hasattr(getattr(m, "ICudaEngine", None), "create_runtime_config"),
         )
 
     # ---- logging -----------------------------------------------------------------------------------------
@@ -475,6 +537,65 @@ class Backend:
                 _log.warning("%s could not register its bundled plugins: %s", self.label, cap.lines)
         with self._lock:
             self._plugins_ready = True
+
+    def create_runtime(self) -> Runtime:
+        """A new ``trt.Runtime`` with trtkit's logger.
+
+        Raises:
+            ExecutionError: TensorRT could not create it (it raises ``TypeError: factory function returned
+                nullptr``, with the reason only in its log); the message carries that log.
+        """
+        return cast(Runtime, self._create("Runtime", ExecutionError))
+
+    def create_builder(self) -> Builder:
+        """A new ``trt.Builder`` with trtkit's logger.
+
+        Raises:
+            BuildError: TensorRT could not create it; the message carries TensorRT's log.
+        """
+        return cast(Builder, self._create("Builder", BuildError))
+
+    def _create(self, factory: str, error: type[ExecutionError] | type[BuildError]) -> Any:
+        why = "it returned None"
+        with self.capture() as cap:
+            try:
+                obj = getattr(self.trt, factory)(self.logger)
+            except TypeError as exc:  # pybind11: "factory function returned nullptr"
+                obj, why = None, f"TypeError: {exc}"
+        if obj is None:
+            raise error(
+                f"{self.label} could not create a {factory} ({why}). TensorRT creates one only when CUDA "
+                "initialises: check that `nvidia-smi` sees a GPU, that the driver is new enough for this "
+                f"{self.display_name}, and that the GPU is one it supports", tensorrt_log=cap.lines)
+        return obj
+
+    def load_plugin_libraries(self, registry: PluginRegistry, paths: Sequence[str], *,
+                              missing: type[TrtkitError], refused: type[TrtkitError]) -> None:
+        """Load plugin shared libraries into ``registry``, each path once per process (TensorRT refuses a
+        library whose plugins are already registered).
+
+        Raises:
+            missing: a path is not a file. refused: TensorRT could not load it (with TensorRT's log).
+        """
+        from pathlib import Path
+
+        for path in paths:
+            p = Path(path).resolve()
+            with self._lock:
+                if str(p) in self._plugin_libs:
+                    continue
+            if not p.is_file():
+                raise missing(f"plugin library {path!r} does not exist; give the path of the shared library that "
+                              "implements the plugins (plugins=[...] / --plugins)")
+            with self.capture() as cap:
+                handle = registry.load_library(str(p))
+            if handle is None:
+                raise refused(
+                    f"TensorRT could not load plugin library {path!r} (is it built for {self.label}, and are its "
+                    "plugins not already registered?)", tensorrt_log=cap.lines)
+            with self._lock:
+                self._plugin_libs.add(str(p))
+            _log.info("loaded plugin library %s", p)
 
     def log_mark(self) -> int:
         """A cheap marker for :meth:`log_since`; for hot-path calls where :meth:`capture` costs too much."""

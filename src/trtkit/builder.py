@@ -242,22 +242,8 @@ def _check_options(backend: Backend, config: BuildConfig) -> None:
 
 
 def _load_plugins(backend: Backend, builder: Any, paths: Sequence[str]) -> None:
-    if not paths:
-        return
-    registry = builder.get_plugin_registry()
-    for path in paths:
-        p = Path(path)
-        if not p.is_file():
-            raise ModelError(f"plugin library {path!r} does not exist")
-        with backend.capture() as cap:
-            handle = registry.load_library(str(p.resolve()))
-        if handle is None:
-            raise BuildError(
-                f"TensorRT could not load plugin library {path!r} (is it built for {backend.label}, and are its "
-                "plugins not already registered?)",
-                tensorrt_log=cap.lines,
-            )
-        _log.info("loaded plugin library %s", path)
+    if paths:
+        backend.load_plugin_libraries(builder.get_plugin_registry(), paths, missing=ModelError, refused=BuildError)
 
 
 def _network_tensors(network: Network, model: OnnxModel) -> tuple[list[InputInfo], list[TensorInfo]]:
@@ -434,9 +420,7 @@ def build_engine(
 
     trt = be.trt
     be.init_plugins()
-    builder = trt.Builder(be.logger)
-    if builder is None:
-        raise BuildError(f"{be.label} could not create a builder")
+    builder = be.create_builder()
     _load_plugins(be, builder, config.plugins)
     flags = 0
     if config.strongly_typed and not be.features.always_strongly_typed:

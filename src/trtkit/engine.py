@@ -112,8 +112,12 @@ class Engine:
         device: int = 0,
         on_incompatible: OnIncompatible = "rebuild",
         progress: Any = None,
+        allow_host_code: bool = False,
     ) -> Engine:
         """Build an engine from an ONNX model, or reuse the cached one, and load it on ``device``.
+
+        ``allow_host_code``: let a version-compatible engine (``config.version_compatible``) run the lean
+        runtime it carries; see :func:`trtkit.runtime.load_engine`.
 
         ``cache``: True for the default :class:`~trtkit.cache.EngineCache`, a directory or an EngineCache,
         False to always build. A cached engine that no longer fits this GPU or TensorRT is rebuilt
@@ -135,12 +139,12 @@ class Engine:
             set_device(device)  # full TensorRT builds for the current GPU: make it the one the engine runs on
         if cache is False:
             built = build_engine(model, shapes=shapes, config=config, backend=be, progress=progress)
-            return cls(_load(built, device=device, backend=be))
+            return cls(_load(built, device=device, backend=be, allow_host_code=allow_host_code))
         store = cache if isinstance(cache, EngineCache) else EngineCache(None if cache is True else cache)
         onnx_model = load_onnx(model)
         built, hit = store.get_or_build(onnx_model, shapes=shapes, config=config, backend=be, progress=progress)
         try:
-            return cls(_load(built, device=device, backend=be))
+            return cls(_load(built, device=device, backend=be, allow_host_code=allow_host_code))
         except EngineIncompatibleError as exc:
             if not hit or on_incompatible == "error":
                 raise
@@ -155,7 +159,7 @@ class Engine:
             with store.lock(key):
                 store.remove(key)
             built, _ = store.get_or_build(onnx_model, shapes=shapes, config=config, backend=be, progress=progress)
-            return cls(_load(built, device=device, backend=be))
+            return cls(_load(built, device=device, backend=be, allow_host_code=allow_host_code))
 
     @classmethod
     def from_torch(
@@ -205,11 +209,16 @@ class Engine:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | bytes | BuiltEngine, *, device: int = 0,
-             backend: str | Backend | None = None) -> Engine:
-        """Load an engine file (with or without trtkit's manifest), plan bytes or a BuiltEngine."""
+             backend: str | Backend | None = None, plugins: Sequence[str | os.PathLike[str]] | None = None,
+             allow_host_code: bool = False, lean_runtime: str | os.PathLike[str] | None = None) -> Engine:
+        """Load an engine file (with or without trtkit's manifest), plan bytes or a BuiltEngine.
+
+        ``plugins``, ``allow_host_code`` and ``lean_runtime`` are those of :func:`trtkit.runtime.load_engine`.
+        """
         from .runtime import load_engine as _load
 
-        return cls(_load(path, device=device, backend=backend))
+        return cls(_load(path, device=device, backend=backend, plugins=plugins, allow_host_code=allow_host_code,
+                         lean_runtime=lean_runtime))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the plan (and the manifest, when there is one) to ``path``."""
@@ -353,6 +362,8 @@ class Engine:
 
 
 def load_engine(path: str | os.PathLike[str] | bytes | BuiltEngine, *, device: int = 0,
-                backend: str | Backend | None = None) -> Engine:
+                backend: str | Backend | None = None, plugins: Sequence[str | os.PathLike[str]] | None = None,
+                allow_host_code: bool = False, lean_runtime: str | os.PathLike[str] | None = None) -> Engine:
     """Shortcut for :meth:`Engine.load`."""
-    return Engine.load(path, device=device, backend=backend)
+    return Engine.load(path, device=device, backend=backend, plugins=plugins, allow_host_code=allow_host_code,
+                       lean_runtime=lean_runtime)

@@ -579,72 +579,46 @@ class _StreamCache:
         return s
 
 
-def _detect_stream_position(args: tuple[Any, ...]) -> int:
-    """Index (2 or 3) of the stream in ``allocate_async``'s trailing ``(flags, stream)`` / ``(stream, flags)``.
-
-    Facts file: TRT binding sources up to 11.1 pass ``(size, alignment, stream, flags)``; the docs and RTX 1.7
-    pass ``(size, alignment, flags, stream)``. Flags arrive as a ``trt.AllocatorFlag`` (has ``.name``) or
-    a small bit mask; a stream is a pointer-sized int.
-    """
-    a, b = args[2], args[3]
-    if hasattr(a, "name") and not hasattr(b, "name"):
-        return 3
-    if hasattr(b, "name") and not hasattr(a, "name"):
-        return 2
-    return 2 if int(a) > int(b) else 3
-
-
-def make_gpu_allocator(trt: Any, pool: DevicePool, fallback_stream: Any) -> Any:
+def make_gpu_allocator(trt: Any, pool: DevicePool, fallback_stream: Any, *, stream_index: int) -> Any:
     """A ``trt.IGpuAsyncAllocator`` serving TensorRT's own allocations from ``pool``.
 
-    Assign it to ``runtime.gpu_allocator``. Allocations are stream-ordered on the stream TensorRT passes
+    Assign it to ``runtime.gpu_allocator``. ``stream_index`` is where the stream arrives in
+    ``allocate_async``'s arguments (:attr:`trtkit.backend.Features.gpu_allocator_stream_index`: the bindings
+    pass ``(size, alignment, stream, flags)`` up to TensorRT 11.1 and ``(size, alignment, flags, stream)``
+    from 11.2 and on TensorRT-RTX; ``flags`` is a plain int). Allocations are stream-ordered on that stream
     (``fallback_stream`` for the legacy stream 0); frees are ordered on the stream TensorRT frees on.
+    Synchronous allocations arrive in ``allocate_async`` too, so nothing else is overridden.
     """
+    if stream_index not in (2, 3):
+        raise ValueError(f"stream_index must be 2 or 3, got {stream_index}")
     base = trt.IGpuAsyncAllocator
     live: dict[int, Any] = {}
     lock = threading.Lock()
     streams = _StreamCache(fallback_stream)
-    position: list[int] = []
-
-    def _alloc(size: int, stream: int) -> int:
-        if size <= 0:
-            return 0
-        buf = pool.allocate(int(size), streams.get(int(stream)))
-        addr = int(buf.handle)
-        with lock:
-            live[addr] = buf
-        return addr
-
-    def _free(memory: Any, stream: int) -> bool:
-        addr = _address(memory)
-        with lock:
-            buf = live.pop(addr, None)
-        if buf is None:
-            return addr == 0
-        buf.close(streams.get(int(stream)))
-        return True
 
     class _PoolAllocator(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
             base.__init__(self)
             self.live = live
 
-        def allocate_async(self, *args: Any) -> int:
-            if not position:
-                position.append(_detect_stream_position(args))
-            return _alloc(int(args[0]), int(args[position[0]]))
+        def allocate_async(self, size: int, alignment: int, a: int, b: int) -> int:
+            if size <= 0:
+                return 0
+            stream = a if stream_index == 2 else b
+            buf = pool.allocate(int(size), streams.get(int(stream)))
+            addr = int(buf.handle)
+            with lock:
+                live[addr] = buf
+            return addr
 
-        def deallocate_async(self, memory: Any, stream: Any) -> bool:
-            return _free(memory, int(stream))
-
-        def allocate(self, size: int, alignment: int, flags: Any) -> int:
-            return _alloc(int(size), 0)
-
-        def deallocate(self, memory: Any) -> bool:
-            return _free(memory, 0)
-
-        def reallocate(self, address: Any, alignment: int, new_size: int) -> int:
-            return 0  # TensorRT docs: returning null from reallocate means "not supported"; it then allocates.
+        def deallocate_async(self, memory: Any, stream: int) -> bool:
+            addr = _address(memory)
+            with lock:
+                buf = live.pop(addr, None)
+            if buf is None:
+                return addr == 0
+            buf.close(streams.get(int(stream)))
+            return True
 
     return _PoolAllocator()
 

@@ -27,9 +27,18 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
-from .backend import Backend, CudaEngine, ExecutionContext, get_backend
+from .backend import (
+    Backend,
+    CudaEngine,
+    ExecutionContext,
+    RtxCudaEngine,
+    RtxExecutionContext,
+    RtxRuntime,
+    Runtime,
+    get_backend,
+)
 from .compat import check_compatibility, validity_reasons
 from .dtypes import DType
 from .errors import (
@@ -54,6 +63,7 @@ from .tensors import (
     describe_tensors,
     normalize_inputs,
     select_profile,
+    shape_tensor_values,
     torch_current_stream,
     validate_inputs,
 )
@@ -107,11 +117,12 @@ def _read_source(source: Any) -> tuple[bytes, Manifest | None, str]:
     raise TypeError(f"cannot load an engine from {type(source).__name__}; pass a path, plan bytes or BuiltEngine")
 
 
-def _deserialize(backend: Backend, runtime: Any, plan: bytes, source: str) -> CudaEngine:
+def _deserialize(backend: Backend, runtime: Runtime, plan: bytes, source: str) -> CudaEngine:
     if backend.features.engine_validity:
-        size = int(getattr(runtime, "engine_header_size", 0) or len(plan))
+        rtx = cast(RtxRuntime, runtime)
+        size = int(rtx.engine_header_size or len(plan))
         with backend.capture() as cap:
-            validity, diagnostics = runtime.get_engine_validity(plan[:size])
+            validity, diagnostics = rtx.get_engine_validity(plan[:size])
         if _trt_mode(validity) == "INVALID":
             reasons = validity_reasons(backend, diagnostics)
             if "MALFORMED_ENGINE" in reasons:
@@ -125,6 +136,18 @@ def _deserialize(backend: Backend, runtime: Any, plan: bytes, source: str) -> Cu
         engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         text = " ".join(cap.lines).lower()
+        if "host code" in text or "lean runtime" in text:
+            raise EngineIncompatibleError(
+                f"{backend.label} refused {source}: it is a version-compatible plan that carries TensorRT's lean "
+                "runtime (host code that runs when the plan is loaded). Load it only if you trust the file: "
+                "load_engine(..., allow_host_code=True) or `--allow-host-code`; a plan built with "
+                "exclude_lean_runtime needs the lean runtime library instead (lean_runtime=PATH / --lean-runtime).",
+                tensorrt_log=cap.lines)
+        if "plugin" in text:
+            raise EngineIncompatibleError(
+                f"{backend.label} refused {source}: it uses a plugin that is not registered. Load the plugin "
+                "library that implements it: load_engine(..., plugins=[PATH]) or `--plugins PATH`.",
+                tensorrt_log=cap.lines)
         if any(k in text for k in ("version", "compute capability", "compatib", "not supported")):
             raise EngineIncompatibleError(
                 f"{backend.label} refused {source}: it was built for another TensorRT version or GPU. Rebuild it "
@@ -132,20 +155,32 @@ def _deserialize(backend: Backend, runtime: Any, plan: bytes, source: str) -> Cu
         raise EngineFileError(
             f"{backend.label} could not deserialize {source} ({len(plan)} bytes): the file is corrupt, truncated or "
             "not a TensorRT plan. Rebuild the engine.", tensorrt_log=cap.lines)
-    return engine  # type: ignore[no-any-return]
+    return engine
 
 
 def load_engine(source: str | os.PathLike[str] | bytes | BuiltEngine, *, device: int = 0,
-                backend: str | Backend | None = None, max_contexts: int = 4) -> LoadedEngine:
+                backend: str | Backend | None = None, max_contexts: int = 4,
+                plugins: Sequence[str | os.PathLike[str]] | None = None, allow_host_code: bool = False,
+                lean_runtime: str | os.PathLike[str] | None = None) -> LoadedEngine:
     """Load an engine onto CUDA device ``device``.
 
     Steps, in order: read the plan (and manifest, checking it matches); pick the backend (the manifest's,
-    unless given); check backend, version and compute capability; on TensorRT-RTX ask
-    ``get_engine_validity``; create the device pool and route TensorRT's own allocations to it; deserialize.
+    unless given); check backend, version and compute capability, and whether the plan needs host code or a
+    lean runtime; create the runtime, register TensorRT's bundled plugins and load the plugin libraries
+    (``plugins``, else those the manifest records); on TensorRT-RTX ask ``get_engine_validity``; create the
+    device pool and route TensorRT's own allocations to it; deserialize; refuse vectorized I/O formats.
+
+    Args:
+        plugins: plugin shared libraries the engine's layers need (default: the manifest's build plugins).
+        allow_host_code: allow a version-compatible plan to run the lean runtime it carries
+            (``runtime.engine_host_code_allowed``). Host code is code: only for files you trust.
+        lean_runtime: the lean runtime library (``libnvinfer_lean.so.<major>``) for a plan built with
+            ``exclude_lean_runtime`` (``runtime.load_runtime``).
 
     Raises:
-        EngineFileError: missing, empty, corrupt or truncated file. EngineIncompatibleError: built for another
-        backend, version or GPU. CudaError: no GPU here.
+        EngineFileError: missing, empty, corrupt or truncated file, or a plugin library that cannot be loaded.
+        EngineIncompatibleError: built for another backend, version or GPU, or needs host code that was not
+        allowed. CudaError: no GPU here. ExecutionError: TensorRT could not create a runtime.
     """
     plan, manifest, where = _read_source(source)
     if isinstance(backend, Backend):
@@ -155,9 +190,33 @@ def load_engine(source: str | os.PathLike[str] | bytes | BuiltEngine, *, device:
     check_compatibility(manifest, be, None, source=where)
     from .gpu import device_info
 
+    _check_host_code(manifest, where, allow_host_code, lean_runtime)
     info = device_info(device)
     check_compatibility(manifest, be, info, source=where)
-    return LoadedEngine(be, plan, manifest, info, where, max_contexts=max_contexts)
+    libs = [str(p) for p in plugins] if plugins is not None else \
+        [str(p) for p in (manifest.config.get("plugins") or ())] if manifest else []
+    return LoadedEngine(be, plan, manifest, info, where, max_contexts=max_contexts, plugins=libs,
+                        allow_host_code=allow_host_code, lean_runtime=lean_runtime)
+
+
+def _check_host_code(manifest: Manifest | None, source: str, allowed: bool,
+                     lean_runtime: str | os.PathLike[str] | None) -> None:
+    """Refuse, before any CUDA work, a plan whose manifest says it needs host code or a lean runtime."""
+    if manifest is None or not (manifest.compatibility.get("version_compatible")
+                                or manifest.config.get("version_compatible")):
+        return
+    if manifest.config.get("exclude_lean_runtime"):
+        if lean_runtime is None:
+            raise EngineIncompatibleError(
+                f"{source} was built version-compatible without its lean runtime (exclude_lean_runtime): give "
+                "the lean runtime library of the TensorRT that built it, load_engine(..., lean_runtime=PATH) or "
+                "`--lean-runtime PATH` (libnvinfer_lean.so.<major>)")
+        return
+    if not allowed:
+        raise EngineIncompatibleError(
+            f"{source} is a version-compatible plan that carries TensorRT's lean runtime: loading it runs host "
+            "code from the file. If you trust the file, allow it: load_engine(..., allow_host_code=True), "
+            "Engine.load(..., allow_host_code=True) or `--allow-host-code`")
 
 
 class LoadedEngine:
@@ -165,7 +224,8 @@ class LoadedEngine:
     :meth:`infer` which borrows one from an internal pool (safe from many threads)."""
 
     def __init__(self, backend: Backend, plan: bytes, manifest: Manifest | None, device: DeviceInfo,
-                 source: str, *, max_contexts: int = 4) -> None:
+                 source: str, *, max_contexts: int = 4, plugins: Sequence[str] = (),
+                 allow_host_code: bool = False, lean_runtime: str | os.PathLike[str] | None = None) -> None:
         from . import memory
 
         self.backend = backend
@@ -179,15 +239,38 @@ class LoadedEngine:
         self.pinned: PinnedPool = memory.PinnedPool(device.index)
         self._stream = memory.new_stream(self._dev)
         trt = backend.trt
-        self._runtime = trt.Runtime(backend.logger)
-        if self._runtime is None:
-            raise ExecutionError(f"{backend.label} could not create a runtime")
+        self._base_runtime = backend.create_runtime()
+        self._runtime = self._base_runtime
+        if lean_runtime is not None:
+            with backend.capture() as cap:
+                lean = self._base_runtime.load_runtime(str(lean_runtime))
+            if lean is None:
+                raise EngineFileError(f"{backend.label} could not load the lean runtime {str(lean_runtime)!r}: it "
+                                      "must be the libnvinfer_lean library of the TensorRT that built the plan",
+                                      tensorrt_log=cap.lines)
+            self._runtime = lean
+        if allow_host_code:
+            self._runtime.engine_host_code_allowed = True
+        backend.init_plugins()
+        backend.load_plugin_libraries(self._runtime.get_plugin_registry(), plugins, missing=EngineFileError,
+                                      refused=EngineFileError)
         self._allocator = None
         if backend.features.gpu_async_allocator:
-            self._allocator = memory.make_gpu_allocator(trt, self.pool, self._stream)
+            self._allocator = memory.make_gpu_allocator(
+                trt, self.pool, self._stream, stream_index=backend.features.gpu_allocator_stream_index)
             self._runtime.gpu_allocator = self._allocator
         self._engine = _deserialize(backend, self._runtime, plan, source)
         self.tensors = describe_tensors(self._engine)
+        for spec in self.tensors:
+            if spec.format != "LINEAR":
+                raise UnsupportedFeatureError(
+                    f"{source}: tensor {spec.name!r} uses TensorRT's vectorized format {spec.format}; trtkit binds "
+                    "only linear (row-major) I/O tensors. Rebuild the engine without restricting I/O formats "
+                    "(no --inputIOFormats/--outputIOFormats such as chw4 or hwc8).")
+            if not spec.is_input and spec.location == "host":
+                raise UnsupportedFeatureError(
+                    f"{source}: output {spec.name!r} is a shape tensor in host memory; trtkit runs engines whose "
+                    "outputs live on the device. Mark it as a regular output when building.")
         self.inputs = tuple(t for t in self.tensors if t.is_input)
         self.outputs = tuple(t for t in self.tensors if not t.is_input)
         self.specs = {t.name: t for t in self.tensors}
@@ -325,7 +408,11 @@ class _ShapeState:
     profile: int
     out_shapes: tuple[Shape | None, ...]
     out_nbytes: tuple[int, ...]
-    memory_size: int
+
+
+def _describe_shapes(shapes: Mapping[str, Shape], values: Mapping[str, Shape]) -> str:
+    return ", ".join([f"{n} {format_shape(s)}" for n, s in shapes.items()]
+                     + [f"{n} values {list(v)}" for n, v in values.items()])
 
 
 @dataclass
@@ -372,7 +459,18 @@ class Context:
         self.user_memory = be.features.user_managed_context_memory
         strategy = be.enum("ExecutionContextAllocationStrategy", "USER_MANAGED" if self.user_memory else "STATIC")
         with be.capture() as cap:
-            ctx = engine._engine.create_execution_context(strategy)
+            if be.features.runtime_config:
+                # TensorRT-RTX specializes dynamic-shape kernels lazily, in the background, by default: a graph
+                # captured meanwhile would hold the generic fallback kernels. EAGER specializes during the plain
+                # run that precedes capture ("Optimizing TensorRT-RTX Performance": warm up or use kEAGER).
+                rc = cast(RtxCudaEngine, engine._engine).create_runtime_config()
+                rc.set_execution_context_allocation_strategy(strategy)
+                if cuda_graph:
+                    rc.dynamic_shapes_kernel_specialization_strategy = be.enum(
+                        "DynamicShapesKernelSpecializationStrategy", "EAGER")
+                ctx = engine._engine.create_execution_context(rc)
+            else:
+                ctx = engine._engine.create_execution_context(strategy)
         if ctx is None:
             raise ExecutionError(f"{be.label} could not create an execution context", tensorrt_log=cap.lines)
         self._ctx: ExecutionContext = ctx
@@ -383,6 +481,10 @@ class Context:
         self._in_specs = {s.name: s for s in self.inputs}
         self._out_np = tuple(self._np_dtype(s) for s in self.outputs)
         self._in_np = {s.name: self._np_dtype(s) for s in self.inputs}
+        # Shape tensors live on the host: TensorRT reads their values on the CPU from the address bound (set
+        # before infer_shapes, which counts them unspecified until then). One host buffer each, bound once.
+        self._host_in = tuple(s.name for s in self.inputs if s.location == "host")
+        self._host_bufs = {s.name: self._host_buffer(s) for s in self.inputs if s.location == "host"}
         self._profile = -1
         self._set_shapes: dict[str, Shape] = {}
         self._addr: dict[str, int] = {}
@@ -408,6 +510,12 @@ class Context:
         self._out_alloc: Any = None
         self._closed = False
 
+    def _host_buffer(self, spec: TensorSpec) -> Any:
+        import numpy as np
+
+        size = max([len(r.max) for r in spec.profiles] + [math.prod(max(d, 1) for d in spec.shape)])
+        return np.zeros(max(size, 1), self._in_np[spec.name])
+
     @staticmethod
     def _np_dtype(spec: TensorSpec) -> Any:
         import numpy as np
@@ -424,12 +532,24 @@ class Context:
     def _fail(self, what: str, cap: Any = None) -> ExecutionError:
         return ExecutionError(f"{self._be.label}: {what}", tensorrt_log=cap.lines if cap is not None else ())
 
-    def _ensure_shapes(self, key: tuple[Shape, ...]) -> _ShapeState:
-        if key == self._shape_key:
-            return self._states[key]
+    def _ensure_shapes(self, key: tuple[Shape, ...], values: tuple[Shape, ...] = ()) -> _ShapeState:
+        """Make the context ready for input shapes ``key`` (in input order) and shape-tensor ``values`` (in
+        host-input order). A no-op when both are those of the last call.
+
+        Order, as TensorRT requires: the profile (a switch drops the CUDA graphs: it takes effect at the next
+        enqueue), the input shapes, the shape-tensor host addresses (``infer_shapes`` counts a shape tensor
+        unspecified until its address is set), ``infer_shapes``; then, for USER_MANAGED context memory,
+        ``update_device_memory_size_for_shapes`` and ``set_device_memory`` after every shape change (the header:
+        the memory partition is invalidated otherwise).
+        """
+        full = key + values if values else key
+        if full == self._shape_key:
+            return self._states[full]
         shapes = dict(zip(self._in_names, key, strict=True))
-        state = self._states.get(key)
-        profile = state.profile if state else select_profile(self.inputs, shapes, prefer=self._profile)
+        given = dict(zip(self._host_in, values, strict=True))
+        state = self._states.get(full)
+        profile = state.profile if state else select_profile(self.inputs, shapes, prefer=self._profile,
+                                                            values=given)
         ctx = self._ctx
         with self._be.capture() as cap:
             if profile != self._profile:
@@ -437,6 +557,7 @@ class Context:
                     raise self._fail(f"set_optimization_profile_async({profile}) failed", cap)
                 self._profile = profile
                 self._set_shapes.clear()
+                self._drop_graphs()
             for name, shape in shapes.items():
                 if self._set_shapes.get(name) != shape:
                     if not ctx.set_input_shape(name, shape):
@@ -444,7 +565,15 @@ class Context:
                         raise self._fail(f"set_input_shape({name!r}, {format_shape(shape)}) was rejected "
                                          f"(profile {profile})", cap)
                     self._set_shapes[name] = shape
-            missing = ctx.infer_shapes()
+            for name, vals in given.items():
+                buf = self._host_bufs[name]
+                buf[:len(vals)] = vals
+                self._bind(name, int(buf.ctypes.data))
+            try:
+                missing = ctx.infer_shapes()
+            except RuntimeError as exc:
+                raise self._fail(f"infer_shapes() failed for shapes {_describe_shapes(shapes, given)}: {exc}",
+                                 cap) from exc
             if missing:
                 raise self._fail(f"infer_shapes() left input shapes unspecified: {list(missing)}", cap)
             if state is None:
@@ -455,20 +584,31 @@ class Context:
                     dd = any(d < 0 for d in s)
                     outs.append(None if dd else s)
                     nbytes.append(0 if dd else math.prod(s) * npd.itemsize)
-                size = int(ctx.update_device_memory_size_for_shapes()) if self.user_memory else 0
-                state = _ShapeState(profile, tuple(outs), tuple(nbytes), size)
-                self._states[key] = state
-            if self.user_memory and (self._ctx_mem is None or self._ctx_mem_size < state.memory_size):
-                if self._ctx_mem is not None:
-                    self._ctx_mem.close(self.stream)
-                self._ctx_mem = self.engine.pool.allocate(max(state.memory_size, 256), self.stream)
-                self._ctx_mem_size = state.memory_size
-                ctx.set_device_memory(int(self._ctx_mem.handle), max(state.memory_size, 256))
+                state = _ShapeState(profile, tuple(outs), tuple(nbytes))
+                self._states[full] = state
+            if self.user_memory:
+                self._update_device_memory(cap)
         self._dds = tuple(s.name for s, o in zip(self.outputs, state.out_shapes, strict=True) if o is None)
         if self._dds:
             self._ensure_output_allocator()
-        self._shape_key = key
+        self._shape_key = full
         return state
+
+    def _update_device_memory(self, cap: Any) -> None:
+        ctx = self._ctx
+        size = int(ctx.update_device_memory_size_for_shapes())
+        if size == 0 and cap.errors:
+            raise self._fail("update_device_memory_size_for_shapes() failed", cap)
+        if self._ctx_mem is None or self._ctx_mem_size < size:
+            if self._ctx_mem is not None:
+                self._ctx_mem.close(self.stream)
+            self._ctx_mem_size = max(size, 256)
+            self._ctx_mem = self.engine.pool.allocate(self._ctx_mem_size, self.stream)
+        ctx.set_device_memory(int(self._ctx_mem.handle), self._ctx_mem_size)
+
+    def _drop_graphs(self) -> None:
+        self._graphs.clear()
+        self._last_key = None
 
     def _ensure_output_allocator(self) -> None:
         if self._out_alloc is not None:
@@ -509,7 +649,9 @@ class Context:
 
     def _launch(self) -> None:
         if self.cuda_graph:
-            key = (self._shape_key, tuple(self._addr.values()), int(self._ctx_mem.handle) if self._ctx_mem else 0)
+            # A graph holds the shapes, profile and addresses it was captured with ([DG] "CUDA Graphs").
+            key = (self._shape_key, self._profile, tuple(self._addr.values()),
+                   int(self._ctx_mem.handle) if self._ctx_mem else 0)
             graph = self._graphs.get(key)
             if graph is not None:
                 graph.launch(self.stream)
@@ -536,10 +678,13 @@ class Context:
     def _capture(self) -> Any:
         if self._dds:
             return None
-        capturable = getattr(self._ctx, "is_stream_capturable", None)
-        if capturable is not None and not capturable(self._handle):
-            return None
         builder = self.stream.create_graph_builder()
+        # TensorRT-RTX says whether enqueue can be captured on a stream (not with runtime allocations or
+        # data-dependent shapes): IExecutionContext::isStreamCapturable.
+        if self._be.name == "tensorrt_rtx" and not cast(RtxExecutionContext, self._ctx).is_stream_capturable(
+                self._m.stream_handle(builder.stream)):
+            _log.info("%s says this context cannot be stream-captured; running without graphs", self._be.label)
+            return None
         ok = False
         with self._be.capture() as cap:
             try:
@@ -575,10 +720,7 @@ class Context:
         if self._closed:
             raise ClosedError("this context was closed")
         if stream is not None and stream != self._handle and self._m.stream_handle(stream) != self._handle:
-            self.stream = self._m.to_stream(stream)
-            self._handle = self._m.stream_handle(self.stream)
-            self._own_stream = False
-            self._last_key = None
+            self._switch_stream(stream)
         given = normalize_inputs(self.inputs, inputs)
         self._producers.clear()
         if ordered:
@@ -587,7 +729,8 @@ class Context:
             infos = {name: self._describe_ordering(obj) for name, obj in given.items()}
         validate_inputs(self.inputs, infos, device=self.engine.device_index, by_name=self._in_specs)
         key = tuple([infos[n].shape for n in self._in_names])
-        state = self._ensure_shapes(key)
+        values = tuple([shape_tensor_values(infos[n].obj) for n in self._host_in]) if self._host_in else ()
+        state = self._ensure_shapes(key, values)
         device_call = False
         for info in infos.values():
             if info.kind == "device":
@@ -599,11 +742,22 @@ class Context:
             self._pending.sync()
             self._pending = None
         refs: list[Any] = []
+        unaligned: list[tuple[int, int, int]] = []
         np = _numpy()
         for spec in self.inputs:
+            if spec.location == "host":
+                continue  # bound to its host buffer by _ensure_shapes
             info = infos[spec.name]
             if info.kind == "device":
-                self._bind(spec.name, info.ptr)
+                if info.ptr & 255:
+                    # TensorRT wants 256-byte aligned tensor addresses (NvInferRuntime.h, setTensorAddress):
+                    # a view into the middle of an allocation is copied to an aligned buffer first.
+                    nbytes = math.prod(info.shape) * self._in_np[spec.name].itemsize
+                    dptr = self._device_buffer(spec.name, nbytes)
+                    unaligned.append((dptr, info.ptr, nbytes))
+                    self._bind(spec.name, dptr)
+                else:
+                    self._bind(spec.name, info.ptr)
                 if not ordered:
                     refs.append(info.obj)
                 continue
@@ -619,9 +773,21 @@ class Context:
             self._m.host_copy(self._m.host_array(pin, (nbytes,), np.uint8), arr)
             self._m.copy_async(dptr, int(pin.handle), nbytes, self._handle)
         self._apply_order()  # every check has passed: now wait for the producers
+        for dst, src, nbytes in unaligned:
+            self._m.copy_async(dst, src, nbytes, self._handle)
         if refs:
             self._hold(refs)
         return out, device_call
+
+    def _switch_stream(self, stream: Any) -> None:
+        """Run on ``stream`` from now on. The buffers this context reuses were last used on the previous
+        stream: the new one first waits for the work queued there (one event)."""
+        new = self._m.to_stream(stream)
+        handle = self._m.stream_handle(new)
+        self._order.after(handle, self._handle)
+        self.stream, self._handle = new, handle
+        self._own_stream = False
+        self._last_key = None
 
     def _describe_ordering(self, obj: Any) -> ArrayInfo:
         """Describe an array whose producer's pending work must come before the context's stream.
@@ -674,6 +840,11 @@ class Context:
                     if info.device != self.engine.device_index:
                         raise InputError(f"output buffer {spec.name!r} is on device {info.device}, not "
                                          f"{self.engine.device_index}")
+                    if info.ptr & 255:
+                        raise InputError(
+                            f"output buffer {spec.name!r} starts at {info.ptr:#x}, which is not 256-byte aligned "
+                            "as TensorRT requires (NvInferRuntime.h, setTensorAddress); pass a buffer that starts "
+                            "an allocation (torch.empty / cupy.empty), not a view into the middle of one")
                     self._bind(spec.name, info.ptr)
                 else:
                     self._bind(spec.name, self._device_buffer(spec.name, nbytes))
@@ -811,6 +982,10 @@ class Context:
         mirrors; then :meth:`enqueue` runs without any per-call work but the launch."""
         import numpy as np
 
+        if self._host_in:
+            raise UnsupportedFeatureError(
+                f"static buffers need every input on the device; {', '.join(self._host_in)} are shape tensors "
+                "(host values): run the engine with infer() instead")
         with self._lock:
             key = tuple(tuple(int(d) for d in shapes[n]) for n in self._in_names)
             state = self._ensure_shapes(key)

@@ -28,6 +28,7 @@ __all__ = [
     "describe_tensors",
     "normalize_inputs",
     "select_profile",
+    "shape_tensor_values",
     "validate_inputs",
 ]
 
@@ -46,6 +47,8 @@ class TensorSpec:
     location: Literal["device", "host"] = "device"
     is_shape_tensor: bool = False
     profiles: tuple[ShapeRange, ...] = ()
+    format: str = "LINEAR"
+    """TensorRT's ``TensorFormat`` name; trtkit binds only ``LINEAR`` (row-major) tensors."""
 
     @property
     def is_input(self) -> bool:
@@ -108,6 +111,7 @@ def describe_tensors(engine: CudaEngine) -> tuple[TensorSpec, ...]:
         specs.append(TensorSpec(
             name=name, mode="input" if is_input else "output", dtype=dtypes.from_trt(engine.get_tensor_dtype(name)),
             shape=shape, location=location, is_shape_tensor=is_shape, profiles=tuple(ranges),
+            format=_trt_mode(engine.get_tensor_format(name)),
         ))
     return tuple([s for s in specs if s.is_input] + [s for s in specs if not s.is_input])
 
@@ -292,8 +296,9 @@ def validate_inputs(inputs: Sequence[TensorSpec], arrays: Mapping[str, ArrayInfo
             continue
         if info.dtype != spec.dtype.name:
             problems.append(f"input {spec.name!r} has dtype {info.dtype}; the engine expects {spec.dtype.name}")
-        if spec.is_shape_tensor:
-            continue
+        if spec.location == "host" and info.kind == "device":
+            problems.append(f"input {spec.name!r} is a shape tensor, which TensorRT reads on the CPU: pass it as "
+                            "a NumPy array or a list of ints, not a CUDA array")
         if len(info.shape) != len(spec.shape):
             problems.append(f"input {spec.name!r} has rank {len(info.shape)} ({format_shape(info.shape)}); the "
                             f"engine expects rank {len(spec.shape)} ({format_shape(spec.shape)})")
@@ -313,23 +318,36 @@ def validate_inputs(inputs: Sequence[TensorSpec], arrays: Mapping[str, ArrayInfo
         raise InputError("the inputs do not match the engine:\n  - " + "\n  - ".join(problems))
 
 
-def select_profile(inputs: Sequence[TensorSpec], shapes: Mapping[str, Shape], *, prefer: int | None = None) -> int:
-    """The tightest optimization profile containing every input shape (smallest total max volume; ties go
-    to ``prefer``, then the lowest index). Raises InputError listing the profiles when none fits."""
+def shape_tensor_values(arr: Any) -> Shape:
+    """The values of a shape-tensor input given on the host (NumPy array or sequence of ints)."""
+    return tuple(int(v) for v in _numpy().asarray(arr).reshape(-1))
+
+
+def select_profile(inputs: Sequence[TensorSpec], shapes: Mapping[str, Shape], *, prefer: int | None = None,
+                   values: Mapping[str, Shape] | None = None) -> int:
+    """The tightest optimization profile containing every input shape and every shape-tensor value in
+    ``values`` (smallest total max volume; ties go to ``prefer``, then the lowest index). Raises InputError
+    listing the profiles when none fits."""
     dims = [s for s in inputs if not s.is_shape_tensor]
+    given_values = values or {}
+    shape_inputs = [s for s in inputs if s.is_shape_tensor and s.name in given_values]
     n = len(inputs[0].profiles) if inputs else 0
     if n == 0:
         return 0
     best, best_cost = -1, (math.inf, 1, 0)
     for p in range(n):
-        if all(s.profiles[p].contains(shapes[s.name]) for s in dims):
+        if all(s.profiles[p].contains(shapes[s.name]) for s in dims) and all(
+                s.profiles[p].contains(given_values[s.name]) for s in shape_inputs):
             cost = (sum(math.prod(s.profiles[p].max) for s in dims), 0 if p == prefer else 1, p)
             if cost < best_cost:
                 best, best_cost = p, cost
     if best < 0:
-        given = ", ".join(f"{s.name} {format_shape(shapes[s.name])}" for s in dims)
+        given = ", ".join([f"{s.name} {format_shape(shapes[s.name])}" for s in dims]
+                          + [f"{s.name} values {list(given_values[s.name])}" for s in shape_inputs])
         listing = "\n".join(
-            f"  profile {p}: " + ", ".join(f"{s.name}: {s.profiles[p]}" for s in dims) for p in range(n)
+            f"  profile {p}: " + ", ".join([f"{s.name}: {s.profiles[p]}" for s in dims]
+                                           + [f"{s.name} values: {s.profiles[p]}" for s in shape_inputs])
+            for p in range(n)
         )
         raise InputError(
             f"no optimization profile of the engine accepts these input shapes: {given}.\nThe engine's profiles:\n"

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..profiles import parse_shape_spec
-from .run import backend_options, resolve_backend
+from .run import backend_options, load_kwargs, load_options, resolve_backend
 
 
 @click.command("bench")
@@ -27,15 +27,18 @@ from .run import backend_options, resolve_backend
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results as JSON ('-' prints JSON instead of the text report).")
 @backend_options
+@load_options
 def bench_command(engine: Path, shapes: tuple[str, ...], warmup: float, duration: float, iterations: int | None,
                   cuda_graph: bool, include_transfers: bool, json_path: Path | None, device: int,
-                  backend: str | None, backend_module: str | None) -> int:
+                  backend: str | None, backend_module: str | None, plugins: tuple[str, ...],
+                  allow_host_code: bool, lean_runtime: str | None) -> int:
     """Benchmark ENGINE: throughput; min/mean/median/p90/p95/p99/max of latency, enqueue, H2D, compute, D2H."""
     from ..bench import benchmark
     from ..runtime import load_engine
 
     sweep: Any = [parse_shape_spec(s) for s in shapes] if shapes else None
-    with load_engine(engine, device=device, backend=resolve_backend(backend, backend_module)) as le:
+    with load_engine(engine, device=device, backend=resolve_backend(backend, backend_module),
+                     **load_kwargs(plugins, allow_host_code, lean_runtime)) as le:
         res = benchmark(le, shapes=sweep, warmup=warmup / 1000.0, duration=duration, iterations=iterations,
                         cuda_graph=cuda_graph, include_transfers=include_transfers)
     results = res if isinstance(res, list) else [res]

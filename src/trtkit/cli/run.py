@@ -31,6 +31,22 @@ def backend_options(f: Any) -> Any:
     return click.option("--device", type=click.IntRange(0), default=0, show_default=True, help="CUDA device.")(f)
 
 
+def load_options(f: Any) -> Any:
+    """``--plugins``, ``--allow-host-code`` and ``--lean-runtime``: what loading some engines needs."""
+    f = click.option("--lean-runtime", "lean_runtime", type=click.Path(dir_okay=False), default=None,
+                     metavar="PATH", help="Lean runtime library for a plan built with --excludeLeanRuntime.")(f)
+    f = click.option("--allow-host-code", "allow_host_code", is_flag=True,
+                     help="Let a version-compatible plan run the lean runtime it carries (only for files you "
+                          "trust).")(f)
+    return click.option("--plugins", "plugins", multiple=True, metavar="PATH",
+                        help="Plugin library the engine needs (repeat; default: those in its manifest).")(f)
+
+
+def load_kwargs(plugins: tuple[str, ...], allow_host_code: bool, lean_runtime: str | None) -> dict[str, Any]:
+    """The :func:`trtkit.runtime.load_engine` keywords for :func:`load_options`."""
+    return {"plugins": list(plugins) or None, "allow_host_code": allow_host_code, "lean_runtime": lean_runtime}
+
+
 def _load_inputs(items: tuple[str, ...]) -> dict[str, Any]:
     import numpy as np
 
@@ -52,8 +68,10 @@ def _load_inputs(items: tuple[str, ...]) -> dict[str, Any]:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the outputs (.npz; default: ENGINE with .outputs.npz).")
 @backend_options
+@load_options
 def run_command(engine: Path, inputs: tuple[str, ...], output: Path | None, device: int, backend: str | None,
-                backend_module: str | None) -> int:
+                backend_module: str | None, plugins: tuple[str, ...], allow_host_code: bool,
+                lean_runtime: str | None) -> int:
     """Run ENGINE once on NumPy inputs and save every output to an .npz file."""
     import numpy as np
 
@@ -62,7 +80,8 @@ def run_command(engine: Path, inputs: tuple[str, ...], output: Path | None, devi
     arrays = _load_inputs(inputs)
     if not arrays:
         raise InputError("no inputs given; pass --input NAME=FILE.npy for each engine input")
-    with load_engine(engine, device=device, backend=resolve_backend(backend, backend_module)) as le:
+    with load_engine(engine, device=device, backend=resolve_backend(backend, backend_module),
+                     **load_kwargs(plugins, allow_host_code, lean_runtime)) as le:
         result = le.infer(arrays)
     out = output or engine.with_name(engine.name + ".outputs.npz")
     np.savez(out, **result)
