@@ -220,7 +220,10 @@ def make_plan(
 class _Host:
     def __init__(self, data: bytes) -> None:
         self._data = data
-        self.nbytes = len(data)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._data)
 
     def __bytes__(self) -> bytes:
         return self._data
@@ -348,12 +351,13 @@ def _make(flavor: str, version: str, device_cc: tuple[int, int], fail_factory: b
             rng = self._h["profiles"][profile_index][name]
             return [tuple(rng[0]), tuple(rng[1]), tuple(rng[2])]
 
-        def get_tensor_profile_values(self, profile_index: int, name: str) -> list[tuple[int, ...]]:
-            # [PY] get_tensor_profile_values: [min, opt, max] values of a shape-tensor input (positional call:
-            # the binding's keyword names are swapped, facts file).
-            if name not in self._shape_tensors:
-                raise RuntimeError(f"{name} is not a shape tensor")
-            rng = self._h["profiles"][profile_index][name]
+        def get_tensor_profile_values(self, name: int, profile_index: str) -> list[tuple[int, ...]]:
+            # [BIND] get_tensor_profile_values(name: int, profile_index: str): the keyword names are swapped in
+            # the binding, so the first argument is the profile index and the second the tensor name.
+            index, tensor = name, profile_index
+            if tensor not in self._shape_tensors:
+                raise RuntimeError(f"{tensor} is not a shape tensor")
+            rng = self._h["profiles"][index][tensor]
             return [tuple(rng[0]), tuple(rng[1]), tuple(rng[2])]
 
         def create_execution_context(self, strategy: Any = ExecutionContextAllocationStrategy.STATIC) -> Any:
@@ -797,7 +801,7 @@ def _make(flavor: str, version: str, device_cc: tuple[int, int], fail_factory: b
             return EngineValidity.VALID, 0
 
         Runtime.get_engine_validity = get_engine_validity  # type: ignore[attr-defined]
-        Runtime.engine_header_size = 1 << 20  # type: ignore[attr-defined]
+        Runtime.engine_header_size = property(lambda self: 1 << 20)  # type: ignore[attr-defined]
         ns.EngineValidity = EngineValidity
         ns.EngineInvalidityDiagnostics = EngineInvalidityDiagnostics
 

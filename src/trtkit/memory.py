@@ -648,9 +648,6 @@ def make_output_allocator(trt: Any, pool: DevicePool, streams: Callable[[int], A
                 self.buffers[name] = buf
             return int(buf.handle)
 
-        def reallocate_output(self, name: str, memory: Any, size: int, alignment: int) -> int:
-            return self.reallocate_output_async(name, memory, size, alignment, 0)
-
         def notify_shape(self, name: str, shape: Any) -> None:
             self.shapes[name] = tuple(int(d) for d in shape)
 

@@ -484,6 +484,7 @@ class Context:
         # Shape tensors live on the host: TensorRT reads their values on the CPU from the address bound (set
         # before infer_shapes, which counts them unspecified until then). One host buffer each, bound once.
         self._host_in = tuple(s.name for s in self.inputs if s.location == "host")
+        self._dev_inputs = tuple(s for s in self.inputs if s.location != "host")
         self._host_bufs = {s.name: self._host_buffer(s) for s in self.inputs if s.location == "host"}
         self._profile = -1
         self._set_shapes: dict[str, Shape] = {}
@@ -742,11 +743,9 @@ class Context:
             self._pending.sync()
             self._pending = None
         refs: list[Any] = []
-        unaligned: list[tuple[int, int, int]] = []
+        unaligned: list[tuple[int, int, int]] | None = None
         np = _numpy()
-        for spec in self.inputs:
-            if spec.location == "host":
-                continue  # bound to its host buffer by _ensure_shapes
+        for spec in self._dev_inputs:  # shape tensors are bound to their host buffers by _ensure_shapes
             info = infos[spec.name]
             if info.kind == "device":
                 if info.ptr & 255:
@@ -754,7 +753,7 @@ class Context:
                     # a view into the middle of an allocation is copied to an aligned buffer first.
                     nbytes = math.prod(info.shape) * self._in_np[spec.name].itemsize
                     dptr = self._device_buffer(spec.name, nbytes)
-                    unaligned.append((dptr, info.ptr, nbytes))
+                    unaligned = [*(unaligned or ()), (dptr, info.ptr, nbytes)]
                     self._bind(spec.name, dptr)
                 else:
                     self._bind(spec.name, info.ptr)
@@ -773,8 +772,9 @@ class Context:
             self._m.host_copy(self._m.host_array(pin, (nbytes,), np.uint8), arr)
             self._m.copy_async(dptr, int(pin.handle), nbytes, self._handle)
         self._apply_order()  # every check has passed: now wait for the producers
-        for dst, src, nbytes in unaligned:
-            self._m.copy_async(dst, src, nbytes, self._handle)
+        if unaligned:
+            for dst, src, nbytes in unaligned:
+                self._m.copy_async(dst, src, nbytes, self._handle)
         if refs:
             self._hold(refs)
         return out, device_call
