@@ -135,7 +135,7 @@ def _deserialize(backend: Backend, runtime: Runtime, plan: bytes, source: str) -
     with backend.capture() as cap:
         engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
-        text = " ".join(cap.lines).lower()
+        text = " ".join(cap.errors or cap.lines).lower()  # classify by the errors, not by passing warnings
         if "host code" in text or "lean runtime" in text:
             raise EngineIncompatibleError(
                 f"{backend.label} refused {source}: it is a version-compatible plan that carries TensorRT's lean "
