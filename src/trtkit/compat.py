@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .backend import Backend
+from .backend import Backend, version_tuple
 from .errors import CudaError, DependencyError, EngineIncompatibleError
 from .gpu import device_count, device_info
 
@@ -41,14 +41,6 @@ def run_blocker(backend: Backend, device: int = 0) -> str | None:
     return None
 
 
-def _version_tuple(v: str) -> tuple[int, ...]:
-    out = []
-    for part in v.split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
-        out.append(int(digits) if digits else 0)
-    return tuple(out)
-
-
 def _rebuild_hint(manifest: Manifest) -> str:
     model = manifest.onnx.get("name") or "MODEL.onnx"
     return (f" Rebuild it here: `trtkit build {model} ...` or Engine.from_onnx(..., on_incompatible='rebuild') "
@@ -76,7 +68,7 @@ def check_compatibility(manifest: Manifest | None, backend: Backend, device: Dev
             f"{source} was built with {manifest.backend} {manifest.backend_version}, but the active backend is "
             f"{backend.label}.{hint} Or select its backend with backend={manifest.backend!r} / TRTKIT_BACKEND."
         )
-    built, here = _version_tuple(manifest.backend_version), _version_tuple(backend.version)
+    built, here = version_tuple(manifest.backend_version), version_tuple(backend.version)
     if built != here:
         vc = bool(manifest.compatibility.get("version_compatible"))
         if not (vc and built[:1] == here[:1] and here >= built):
