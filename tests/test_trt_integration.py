@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx_factory import conv_relu
+from onnx_factory import conv_relu, reshape_with_shape_input
 
 from trtkit.backend import Backend, available_backends, get_backend
 from trtkit.compat import run_blocker
@@ -105,3 +105,17 @@ def test_manifest_from_another_tensorrt_is_refused(backend: Backend, tmp_path: P
     manifest_path(path).write_text(json.dumps(data))
     with pytest.raises(EngineIncompatibleError, match="rebuild"):
         load_engine(path, backend=backend)
+
+
+def test_shape_tensor_engine_runs_with_host_values(backend: Backend) -> None:
+    """trtkit's builder makes engines with shape-tensor inputs; their values are bound in host memory."""
+    from trtkit.builder import build_engine
+    from trtkit.runtime import load_engine
+
+    built = build_engine(reshape_with_shape_input(), shapes={"shape": ((1, 1), (3, 4), (12, 12))}, backend=backend,
+                         progress=False)
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    with load_engine(built, backend=backend) as le:
+        for dims in ((3, 4), (4, 3), (6, 2)):
+            np.testing.assert_array_equal(le.infer({"x": x, "shape": np.array(dims, np.int64)})["y"],
+                                          x.reshape(dims))
