@@ -578,12 +578,15 @@ def _make(flavor: str, version: str, device_cc: tuple[int, int], fail_factory: b
                 self._engine._runtime._log(Severity.ERROR, "updateDeviceMemorySizeForShapes: input shapes unset")
                 self._stale()
                 return 0
+            self._updated = True
+            return self._need()
+
+        def _need(self) -> int:
             need = int(self._engine._h["scratch_bytes"])
             for t in self._engine._h["inputs"]:
                 s = self._shapes.get(t["name"])
                 if s is not None:
                     need += math.prod(s) * 4
-            self._updated = True
             return need
 
         def set_device_memory(self, memory: int, size: int) -> None:
@@ -623,10 +626,7 @@ def _make(flavor: str, version: str, device_cc: tuple[int, int], fail_factory: b
             if missing:
                 rt._log(Severity.ERROR, f"enqueueV3: input shapes not specified: {missing}")
                 return False
-            need = self.update_device_memory_size_for_shapes() if self._strategy is \
-                ExecutionContextAllocationStrategy.USER_MANAGED else 0
-            if self._strategy is ExecutionContextAllocationStrategy.USER_MANAGED:
-                self._updated = not self._partition_stale  # the query above is enqueue's own, not the user's
+            need = self._need()
             if self._device_memory is None:
                 rt._log(Severity.ERROR, "enqueueV3: no device memory; call setDeviceMemory (USER_MANAGED)")
                 return False

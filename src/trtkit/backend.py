@@ -546,7 +546,7 @@ class Backend:
             ExecutionError: TensorRT could not create it (it raises ``TypeError: factory function returned
                 nullptr``, with the reason only in its log); the message carries that log.
         """
-        return cast(Runtime, self._create("Runtime", ExecutionError))
+        return cast(Runtime, self._create(self.trt.Runtime, "Runtime", ExecutionError))
 
     def create_builder(self) -> Builder:
         """A new ``trt.Builder`` with trtkit's logger.
@@ -554,18 +554,18 @@ class Backend:
         Raises:
             BuildError: TensorRT could not create it; the message carries TensorRT's log.
         """
-        return cast(Builder, self._create("Builder", BuildError))
+        return cast(Builder, self._create(self.trt.Builder, "Builder", BuildError))
 
-    def _create(self, factory: str, error: type[ExecutionError] | type[BuildError]) -> Any:
+    def _create(self, factory: Any, what: str, error: type[ExecutionError] | type[BuildError]) -> Any:
         why = "it returned None"
         with self.capture() as cap:
             try:
-                obj = getattr(self.trt, factory)(self.logger)
+                obj = factory(self.logger)
             except TypeError as exc:  # pybind11: "factory function returned nullptr"
                 obj, why = None, f"TypeError: {exc}"
         if obj is None:
             raise error(
-                f"{self.label} could not create a {factory} ({why}). TensorRT creates one only when CUDA "
+                f"{self.label} could not create a {what} ({why}). TensorRT creates one only when CUDA "
                 "initialises: check that `nvidia-smi` sees a GPU, that the driver is new enough for this "
                 f"{self.display_name}, and that the GPU is one it supports", tensorrt_log=cap.lines)
         return obj
