@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import numpy as np
-import trt_double
+from support import trt_double
 
 from trtkit import memory
 from trtkit.backend import Backend

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import trt_double
+from support import trt_double
 
 from trtkit import memory
 from trtkit.backend import Backend

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 import torch
-import trt_double
+from support import trt_double
 
 from trtkit import memory
 from trtkit.backend import Backend

@@ -19,8 +19,8 @@ import onnx
 from onnx import numpy_helper
 
 from trtkit import build_engine
-from trtkit.compare import compare
 from trtkit.samples import TINY_CNN_SHAPES, tiny_cnn_path
+from trtkit.tools.compare import compare
 
 
 def round_to_bf16(x: np.ndarray) -> np.ndarray:

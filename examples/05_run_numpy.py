@@ -14,7 +14,7 @@ import numpy as np
 
 from trtkit import DependencyError
 from trtkit.backend import get_backend
-from trtkit.compat import run_blocker
+from trtkit.runtime.compat import run_blocker
 from trtkit.samples import TINY_CNN_SHAPES, tiny_cnn_path
 
 

@@ -13,7 +13,7 @@ import sys
 
 from trtkit import DependencyError
 from trtkit.backend import get_backend
-from trtkit.compat import run_blocker
+from trtkit.runtime.compat import run_blocker
 from trtkit.samples import TINY_CNN_SHAPES, tiny_cnn_path
 
 

@@ -12,7 +12,7 @@ import sys
 
 from trtkit import DependencyError
 from trtkit.backend import get_backend
-from trtkit.compat import run_blocker
+from trtkit.runtime.compat import run_blocker
 from trtkit.samples import TINY_CNN_SHAPES, tiny_cnn_path
 
 
@@ -30,7 +30,7 @@ def main() -> int:
         print(f"skipped: this example runs an engine, and engines cannot run here: {reason}")
         return 0
     from trtkit import Engine
-    from trtkit.bench import BenchResult
+    from trtkit.tools.bench import BenchResult
 
     with Engine.from_onnx(tiny_cnn_path(), shapes=TINY_CNN_SHAPES) as engine:
         # A sweep: one result per shape. Timed with CUDA events; a CUDA graph is replayed per shape.

@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
-from onnx_factory import conv_relu
+from support.onnx_factory import conv_relu
 
 import trtkit.cache as cache_mod
 from trtkit.backend import Backend
 from trtkit.builder import BuildConfig
+from trtkit.builder.model import load_onnx
 from trtkit.cache import EngineCache, default_cache_dir
-from trtkit.onnx_model import load_onnx
 
 
 def test_miss_then_hit_without_rebuilding(rtx: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,7 +99,7 @@ def test_concurrent_processes_build_once(rtx: Backend, tmp_path: Path) -> None:
 
 
 def test_key_follows_the_converter_version(rtx: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trtkit.precision as precision
+    import trtkit.builder.precision as precision
 
     cache = EngineCache("unused")
     model = load_onnx(conv_relu(dims=(1, 3, 8, 8)))

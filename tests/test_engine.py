@@ -11,7 +11,7 @@ from typing import Any
 
 import onnx
 import pytest
-from onnx_factory import conv_relu
+from support.onnx_factory import conv_relu
 
 from trtkit import runtime
 from trtkit.backend import Backend

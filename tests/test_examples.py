@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from trtkit.backend import get_backend
-from trtkit.compat import run_blocker
 from trtkit.errors import DependencyError
+from trtkit.runtime.compat import run_blocker
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

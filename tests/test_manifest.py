@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from onnx_factory import conv_relu
+from support.onnx_factory import conv_relu
 
 from trtkit.backend import Backend
 from trtkit.builder import BuiltEngine, build_engine

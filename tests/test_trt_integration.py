@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx_factory import conv_relu, reshape_with_shape_input
+from support.onnx_factory import conv_relu, reshape_with_shape_input
 
 from trtkit.backend import Backend, available_backends, get_backend
-from trtkit.compat import run_blocker
 from trtkit.errors import EngineIncompatibleError, InputError
+from trtkit.runtime.compat import run_blocker
 from trtkit.samples import TINY_CNN_SHAPES, tiny_cnn_path
 
 pytestmark = pytest.mark.trt_integration

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import log as _log  # noqa: F401  (installs the NullHandler)
-from ._version import __version__
-from .errors import (
+from trtkit import log as _log  # noqa: F401  (installs the NullHandler)
+from trtkit._version import __version__
+from trtkit.errors import (
     BuildCancelledError,
     BuildError,
     ClosedError,
@@ -26,12 +26,13 @@ from .errors import (
     TrtkitError,
     UnsupportedFeatureError,
 )
-from .profiles import Profile, ShapeRange
+from trtkit.profiles import Profile, ShapeRange
 
 if TYPE_CHECKING:
-    from .builder import BuildConfig, BuiltEngine, build_engine
-    from .cache import EngineCache
-    from .engine import Engine, load_engine
+    from trtkit.builder import BuildConfig, build_engine
+    from trtkit.cache import EngineCache
+    from trtkit.engine import Engine, load_engine
+    from trtkit.manifest import BuiltEngine
 
 __all__ = [
     "BuildCancelledError",
@@ -62,7 +63,7 @@ __all__ = [
 
 _LAZY = {
     "BuildConfig": "builder",
-    "BuiltEngine": "builder",
+    "BuiltEngine": "manifest",
     "build_engine": "builder",
     "EngineCache": "cache",
     "Engine": "engine",

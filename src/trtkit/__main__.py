@@ -1,5 +1,5 @@
 """``python -m trtkit`` runs the command line."""
 
-from .cli import run
+from trtkit.cli import run
 
 run()

@@ -25,8 +25,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, cast
 
-from .errors import BuildError, DependencyError, ExecutionError, TrtkitError, UnsupportedFeatureError
-from .log import get_logger
+from trtkit.errors import BuildError, DependencyError, ExecutionError, TrtkitError, UnsupportedFeatureError
+from trtkit.log import get_logger
 
 __all__ = [
     "BACKEND_NAMES",

@@ -22,15 +22,15 @@ from typing import Any, Final
 
 from filelock import FileLock
 
-from .backend import Backend, get_backend
-from .builder import BuildConfig, BuiltEngine, build_engine, parse_size
-from .errors import EngineFileError, TrtkitError
-from .files import sha256_bytes
-from .log import get_logger
-from .manifest import MANIFEST_SUFFIX, read_engine_file, write_engine_file
-from .onnx_model import ModelSource, OnnxModel, load_onnx
-from .profiles import Profile, normalize_profiles
-from .progress import ProgressCallback
+from trtkit.backend import Backend, get_backend
+from trtkit.builder import BuildConfig, build_engine, parse_size
+from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
+from trtkit.builder.progress import ProgressCallback
+from trtkit.errors import EngineFileError, TrtkitError
+from trtkit.files import sha256_bytes
+from trtkit.log import get_logger
+from trtkit.manifest import MANIFEST_SUFFIX, BuiltEngine, read_engine_file, write_engine_file
+from trtkit.profiles import Profile, normalize_profiles
 
 __all__ = ["CacheEntry", "EngineCache", "default_cache_dir"]
 
@@ -61,7 +61,7 @@ def target_key(backend: Backend, config: BuildConfig) -> dict[str, Any]:
     """What identifies the target of a build, for the cache key."""
     if backend.features.compute_capability_targets:
         return {"compute_capabilities": list(config.compute_capabilities or ["default"])}
-    from .gpu import current_device, device_info
+    from trtkit.gpu import current_device, device_info
 
     try:
         info = device_info(current_device())
@@ -94,7 +94,7 @@ class EngineCache:
     def key(self, model: OnnxModel, profiles: Sequence[Profile], config: BuildConfig,
             backend: Backend) -> str:
         """The content address of the engine these inputs would build."""
-        from .precision import converter_identity
+        from trtkit.builder.precision import converter_identity
 
         material = {
             "v": KEY_VERSION,
@@ -135,7 +135,7 @@ class EngineCache:
         return path
 
     def remove(self, key: str) -> None:
-        from .precision import converted_model_path
+        from trtkit.builder.precision import converted_model_path
 
         path = self.path_for(key)
         for p in (path, path.with_name(path.name + MANIFEST_SUFFIX), converted_model_path(path)):
@@ -214,7 +214,7 @@ class EngineCache:
             if found is not None:
                 _log.info("engine cache hit %s", key)
                 return found, True
-            from .precision import converted_model_path
+            from trtkit.builder.precision import converted_model_path
 
             # A model converted for fp16/bf16 is kept beside its engine as <key>.engine.onnx.
             converted = converted_model_path(self.path_for(key)) if config.precision != "fp32" else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from .errors import UnsupportedFeatureError
+from trtkit.errors import UnsupportedFeatureError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -15,19 +15,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import EngineIncompatibleError, InputError
-from .log import get_logger
-from .tensors import torch_current_stream
+from trtkit import runtime
+from trtkit.errors import EngineIncompatibleError, InputError
+from trtkit.log import get_logger
+from trtkit.runtime.tensors import torch_current_stream
 
 if TYPE_CHECKING:
-    from .backend import Backend
-    from .bench import BenchResult
-    from .builder import BuildConfig, BuiltEngine
-    from .cache import EngineCache
-    from .layers import EngineLayers
-    from .manifest import Manifest
-    from .runtime import LoadedEngine, TensorSpec
-    from .torch_export import Exporter
+    from trtkit.backend import Backend
+    from trtkit.builder import BuildConfig
+    from trtkit.cache import EngineCache
+    from trtkit.manifest import BuiltEngine, Manifest
+    from trtkit.runtime.loading import LoadedEngine, TensorSpec
+    from trtkit.tools.bench import BenchResult
+    from trtkit.tools.layers import EngineLayers
+    from trtkit.tools.torch_export import Exporter
 
 __all__ = ["Engine", "load_engine"]
 
@@ -123,28 +124,26 @@ class Engine:
         False to always build. A cached engine that no longer fits this GPU or TensorRT is rebuilt
         (``on_incompatible="rebuild"``), rebuilt with a warning (``"warn"``) or reported (``"error"``).
         """
-        from .backend import Backend, get_backend
-        from .builder import build_engine
-        from .cache import EngineCache
-        from .onnx_model import load_onnx
-        from .profiles import normalize_profiles
-        from .runtime import load_engine as _load
-
+        from trtkit.backend import Backend, get_backend
+        from trtkit.builder import build_engine
+        from trtkit.builder.model import load_onnx
+        from trtkit.cache import EngineCache
+        from trtkit.profiles import normalize_profiles
         if on_incompatible not in ("rebuild", "warn", "error"):
             raise ValueError(f"on_incompatible must be 'rebuild', 'warn' or 'error', got {on_incompatible!r}")
         be = backend if isinstance(backend, Backend) else get_backend(backend)
         if not be.features.compute_capability_targets:
-            from .gpu import set_device
+            from trtkit.gpu import set_device
 
             set_device(device)  # full TensorRT builds for the current GPU: make it the one the engine runs on
         if cache is False:
             built = build_engine(model, shapes=shapes, config=config, backend=be, progress=progress)
-            return cls(_load(built, device=device, backend=be, allow_host_code=allow_host_code))
+            return cls(runtime.load_engine(built, device=device, backend=be, allow_host_code=allow_host_code))
         store = cache if isinstance(cache, EngineCache) else EngineCache(None if cache is True else cache)
         onnx_model = load_onnx(model)
         built, hit = store.get_or_build(onnx_model, shapes=shapes, config=config, backend=be, progress=progress)
         try:
-            return cls(_load(built, device=device, backend=be, allow_host_code=allow_host_code))
+            return cls(runtime.load_engine(built, device=device, backend=be, allow_host_code=allow_host_code))
         except EngineIncompatibleError as exc:
             if not hit or on_incompatible == "error":
                 raise
@@ -153,13 +152,13 @@ class Engine:
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)
             else:
                 _log.info(msg)
-            from .builder import BuildConfig
+            from trtkit.builder import BuildConfig
 
             key = store.key(onnx_model, normalize_profiles(shapes), config or BuildConfig(), be)
             with store.lock(key):
                 store.remove(key)
             built, _ = store.get_or_build(onnx_model, shapes=shapes, config=config, backend=be, progress=progress)
-            return cls(_load(built, device=device, backend=be, allow_host_code=allow_host_code))
+            return cls(runtime.load_engine(built, device=device, backend=be, allow_host_code=allow_host_code))
 
     @classmethod
     def from_torch(
@@ -191,8 +190,8 @@ class Engine:
         """
         import tempfile
 
-        from .cache import EngineCache
-        from .torch_export import cached_export, export_onnx
+        from trtkit.cache import EngineCache
+        from trtkit.tools.torch_export import cached_export, export_onnx
 
         common: dict[str, Any] = {"dynamic_shapes": dynamic_shapes, "input_names": input_names,
                                   "output_names": output_names, "shapes": shapes, "opset": opset,
@@ -215,15 +214,13 @@ class Engine:
 
         ``plugins``, ``allow_host_code`` and ``lean_runtime`` are those of :func:`trtkit.runtime.load_engine`.
         """
-        from .runtime import load_engine as _load
-
-        return cls(_load(path, device=device, backend=backend, plugins=plugins, allow_host_code=allow_host_code,
-                         lean_runtime=lean_runtime))
+        return cls(runtime.load_engine(path, device=device, backend=backend, plugins=plugins,
+                                       allow_host_code=allow_host_code, lean_runtime=lean_runtime))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the plan (and the manifest, when there is one) to ``path``."""
-        from .files import atomic_write
-        from .manifest import manifest_path, write_engine_file
+        from trtkit.files import atomic_write
+        from trtkit.manifest import manifest_path, write_engine_file
 
         p = Path(path)
         if self._loaded.manifest is not None:
@@ -262,7 +259,7 @@ class Engine:
         otherwise only names come back (``result.verbosity`` says which). Dynamic dims are resolved at
         ``shapes`` (default: the opt shapes of profile 0). See :func:`trtkit.layers.engine_layers`.
         """
-        from .layers import engine_layers
+        from trtkit.tools.layers import engine_layers
 
         return engine_layers(self._loaded, shapes=shapes)
 
@@ -341,7 +338,7 @@ class Engine:
 
     def benchmark(self, **kwargs: Any) -> BenchResult | list[BenchResult]:
         """Measure as trtexec does; see :func:`trtkit.bench.benchmark`."""
-        from .bench import benchmark
+        from trtkit.tools.bench import benchmark
 
         return benchmark(self._loaded, **kwargs)
 

@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import CudaError, DependencyError
+from trtkit.errors import CudaError, DependencyError
 
 __all__ = ["DeviceInfo", "current_device", "cudart", "device_count", "device_info", "set_device"]
 

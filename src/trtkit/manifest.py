@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from ._version import __version__
-from .errors import EngineFileError
-from .files import atomic_write, sha256_bytes
-from .profiles import Profile
+from trtkit._version import __version__
+from trtkit.errors import EngineFileError
+from trtkit.files import atomic_write, sha256_bytes
+from trtkit.profiles import Profile
 
 __all__ = [
     "MANIFEST_SUFFIX",
+    "BuiltEngine",
     "Manifest",
     "TensorInfo",
     "manifest_path",
@@ -223,3 +224,15 @@ def check_plan(plan: bytes | memoryview, manifest: Manifest, source: str) -> Non
 def tensors_from_pairs(pairs: Sequence[TensorInfo]) -> tuple[TensorInfo, ...]:
     """Inputs first, then outputs, keeping order within each."""
     return tuple([t for t in pairs if t.mode == "input"] + [t for t in pairs if t.mode == "output"])
+
+
+@dataclass(frozen=True)
+class BuiltEngine:
+    """An engine file in memory: the raw plan and the manifest describing it (what the builder returns)."""
+
+    plan: bytes
+    manifest: Manifest
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``path`` (the raw plan) and ``path + ".manifest.json"``; returns the plan path."""
+        return write_engine_file(path, self.plan, self.manifest)

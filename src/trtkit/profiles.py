@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
-from .errors import ShapeError
+from trtkit.errors import ShapeError
 
 __all__ = [
     "InputInfo",

@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Final
 
-from .profiles import Profile, ShapeRange
+from trtkit.profiles import Profile, ShapeRange
 
 __all__ = ["TINY_CNN_SHAPES", "tiny_cnn_path"]
 

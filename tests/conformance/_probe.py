@@ -342,9 +342,12 @@ def _pool_log(pool: _FakePool) -> dict[str, Any]:
 
 
 def _gpu_allocator(trt: Any, be: Any) -> dict[str, Any]:
-    import trtkit.memory as memory
+    import sys
 
-    memory.to_stream = lambda handle: ("stream", int(handle))  # no CUDA here
+    import trtkit.runtime.memory as memory
+
+    # no CUDA here: the allocator's module resolves stream handles through to_stream
+    sys.modules[memory.make_gpu_allocator.__module__].to_stream = lambda handle: ("stream", int(handle))
     index = be.features.gpu_allocator_stream_index
     out: dict[str, Any] = {"stream_index": index}
     for route in ("cxx", "python_base"):
@@ -364,7 +367,7 @@ def _gpu_allocator(trt: Any, be: Any) -> dict[str, Any]:
 
 
 def _output_allocator(trt: Any, be: Any) -> dict[str, Any]:
-    import trtkit.memory as memory
+    import trtkit.runtime.memory as memory
 
     pool = _FakePool()
     alloc = memory.make_output_allocator(trt, pool, lambda handle: ("stream", int(handle)))
@@ -402,7 +405,7 @@ def _logger(trt: Any, be: Any) -> dict[str, Any]:
 def _progress(trt: Any, be: Any) -> dict[str, Any]:
     import threading
 
-    from trtkit.progress import make_monitor
+    from trtkit.builder.progress import make_monitor
 
     events: list[list[Any]] = []
     answer = [True]

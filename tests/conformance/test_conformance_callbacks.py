@@ -2,8 +2,8 @@
 
 One subprocess per binding (``_probe.py behaviour``) builds ``Backend.from_module(flavor, real_module)`` and:
 
-* **gpu_allocator** - ``trtkit.memory.make_gpu_allocator(trt, pool, fallback, stream_index=
-  be.features.gpu_allocator_stream_index)`` over a fake pool (``trtkit.memory.to_stream`` patched to return
+* **gpu_allocator** - ``trtkit.runtime.memory.make_gpu_allocator(trt, pool, fallback, stream_index=
+  be.features.gpu_allocator_stream_index)`` over a fake pool (``trtkit.runtime.memory.to_stream`` patched to return
   ``("stream", handle)``: no CUDA). TensorRT calls the C++ virtual ``allocateAsync(size, alignment, flags,
   stream)``; the probe calls that virtual through the object's vtable (found by the trampoline's symbol in the
   unstripped binding), and also through the Python-visible base method

@@ -1,4 +1,4 @@
-"""The test double (tests/trt_double.py) is never more lenient than real TensorRT.
+"""The test double (tests/support/trt_double.py) is never more lenient than real TensorRT.
 
 For each real binding, ``trt_double.make_module(flavor, version=<that version>)`` is compared with it:
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.conformance
 
 @pytest.mark.parametrize("target", C.TARGETS, ids=C.TARGET_IDS)
 def test_double(target: C.Target) -> None:
-    import trt_double
+    from support import trt_double
 
     surf = C.surface(target)
     version = surf["version"] if target.rtx else target.version

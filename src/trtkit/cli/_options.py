@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..builder import BuildConfig, parse_size
+from trtkit.builder import BuildConfig, parse_size
 
 
 def split_multi(values: tuple[str, ...]) -> list[str]:
@@ -33,7 +33,7 @@ def parse_pools(values: tuple[str, ...]) -> dict[str, int]:
 
 def _fp32_ops(values: tuple[str, ...]) -> tuple[str, ...] | None:
     """``--fp32Ops``: None for the default list, else the resolved list (``+Op``/``-Op`` edit the default)."""
-    from ..precision import resolve_fp32_ops
+    from trtkit.builder.precision import resolve_fp32_ops
 
     items = split_multi(values)
     return resolve_fp32_ops(items) if items else None

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from ..profiles import parse_shape_spec
-from .run import backend_options, load_kwargs, load_options, resolve_backend
+from trtkit.cli.run import backend_options, load_kwargs, load_options, resolve_backend
+from trtkit.profiles import parse_shape_spec
 
 
 @click.command("bench")
@@ -33,8 +33,8 @@ def bench_command(engine: Path, shapes: tuple[str, ...], warmup: float, duration
                   backend: str | None, backend_module: str | None, plugins: tuple[str, ...],
                   allow_host_code: bool, lean_runtime: str | None) -> int:
     """Benchmark ENGINE: throughput; min/mean/median/p90/p95/p99/max of latency, enqueue, H2D, compute, D2H."""
-    from ..bench import benchmark
-    from ..runtime import load_engine
+    from trtkit.runtime.loading import load_engine
+    from trtkit.tools.bench import benchmark
 
     sweep: Any = [parse_shape_spec(s) for s in shapes] if shapes else None
     with load_engine(engine, device=device, backend=resolve_backend(backend, backend_module),

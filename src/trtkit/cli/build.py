@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from ..builder import build_engine
-from ..profiles import profiles_from_trtexec
-from ._options import make_config
+from trtkit.builder import build_engine
+from trtkit.cli._options import make_config
+from trtkit.profiles import profiles_from_trtexec
 
 
 def build_options(f: Any) -> Any:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..compare import DEFAULT_TOLERANCES, compare
-from ._options import echo_json
+from trtkit.cli._options import echo_json
+from trtkit.tools.compare import DEFAULT_TOLERANCES, compare
 
 _EPILOG = (
     "Exit status: 0 every output within tolerance, 1 error, 2 usage error, 3 the engine cannot run on this "

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from ..backend import get_backend
-from ..builder import build_engine
-from ..compat import run_blocker
-from ..profiles import format_shape
-from ..samples import TINY_CNN_SHAPES, tiny_cnn_path
+from trtkit.backend import get_backend
+from trtkit.builder import build_engine
+from trtkit.profiles import format_shape
+from trtkit.runtime.compat import run_blocker
+from trtkit.samples import TINY_CNN_SHAPES, tiny_cnn_path
 
 
 @click.command("demo")
@@ -39,7 +39,7 @@ def demo_command(output: Path | None, backend: str | None) -> int:
             return 0
         import numpy as np
 
-        from ..engine import Engine
+        from trtkit.engine import Engine
 
         engine = Engine.load(path, backend=be)
         x = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)

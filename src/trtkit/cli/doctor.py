@@ -13,12 +13,12 @@ from typing import Any, Final
 
 import click
 
-from .. import gpu
-from .._version import __version__
-from ..backend import BACKEND_NAMES, Backend, get_backend, install_hint
-from ..compat import run_blocker
-from ..errors import DependencyError, TrtkitError
-from ._options import echo_json
+from trtkit import gpu
+from trtkit._version import __version__
+from trtkit.backend import BACKEND_NAMES, Backend, get_backend, install_hint
+from trtkit.cli._options import echo_json
+from trtkit.errors import DependencyError, TrtkitError
+from trtkit.runtime.compat import run_blocker
 
 _PACKAGES: Final = (
     ("numpy", "arrays for inputs and outputs"),

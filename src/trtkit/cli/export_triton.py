@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..triton import export_triton
-from ._options import split_multi
+from trtkit.cli._options import split_multi
+from trtkit.tools.triton import export_triton
 
 
 def _gpu_list(values: tuple[str, ...]) -> list[int] | None:

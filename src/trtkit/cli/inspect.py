@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..manifest import Manifest, read_engine_file
-from ..onnx_model import load_onnx
-from ..profiles import format_shape
-from ._options import echo_json
-from .run import backend_options, resolve_backend
+from trtkit.builder.model import load_onnx
+from trtkit.cli._options import echo_json
+from trtkit.cli.run import backend_options, resolve_backend
+from trtkit.manifest import Manifest, read_engine_file
+from trtkit.profiles import format_shape
 
 if TYPE_CHECKING:
-    from ..backend import Backend
-    from ..layers import EngineLayers
+    from trtkit.backend import Backend
+    from trtkit.tools.layers import EngineLayers
 
 
 def _onnx_summary(path: Path) -> dict[str, Any]:
@@ -78,9 +78,9 @@ def _print_engine(path: Path, m: Manifest) -> None:
 def _layers_backend(path: Path, manifest: Manifest | None, backend: str | None,
                     backend_module: str | None, device: int) -> tuple[Backend | None, str | None]:
     """The backend to load ``path`` with, or None and why the engine cannot be loaded here."""
-    from ..backend import Backend, get_backend
-    from ..compat import run_blocker
-    from ..errors import DependencyError, UnsupportedFeatureError
+    from trtkit.backend import Backend, get_backend
+    from trtkit.errors import DependencyError, UnsupportedFeatureError
+    from trtkit.runtime.compat import run_blocker
 
     chosen = resolve_backend(backend, backend_module)
     if isinstance(chosen, Backend):
@@ -174,8 +174,8 @@ def inspect_command(path: Path, as_json: bool, show_layers: bool, device: int, b
 
 def _inspect_layers(path: Path, plan: bytes, manifest: Manifest | None, as_json: bool, device: int,
                     backend: str | None, backend_module: str | None) -> int:
-    from ..layers import engine_layers
-    from ..runtime import load_engine
+    from trtkit.runtime.loading import load_engine
+    from trtkit.tools.layers import engine_layers
 
     be, reason = _layers_backend(path, manifest, backend, backend_module, device)
     if be is None:

@@ -9,16 +9,16 @@ from collections.abc import Sequence
 
 import click
 
-from .._version import __version__
-from ..errors import BuildCancelledError, TrtkitError
-from .bench import bench_command
-from .build import build_command
-from .compare import compare_command
-from .demo import demo_command
-from .doctor import doctor_command
-from .export_triton import export_triton_command
-from .inspect import inspect_command
-from .run import run_command
+from trtkit._version import __version__
+from trtkit.cli.bench import bench_command
+from trtkit.cli.build import build_command
+from trtkit.cli.compare import compare_command
+from trtkit.cli.demo import demo_command
+from trtkit.cli.doctor import doctor_command
+from trtkit.cli.export_triton import export_triton_command
+from trtkit.cli.inspect import inspect_command
+from trtkit.cli.run import run_command
+from trtkit.errors import BuildCancelledError, TrtkitError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

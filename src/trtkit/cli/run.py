@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..errors import InputError
+from trtkit.errors import InputError
 
 
 def resolve_backend(name: str | None, module: str | None) -> Any:
@@ -16,7 +16,7 @@ def resolve_backend(name: str | None, module: str | None) -> Any:
     (a module exposing the TensorRT Python API; its ``BACKEND_NAME`` says which flavour, default tensorrt)."""
     if module is None:
         return name
-    from ..backend import Backend
+    from trtkit.backend import Backend
 
     mod = importlib.import_module(module)
     flavor = str(getattr(mod, "BACKEND_NAME", name or "tensorrt"))
@@ -75,7 +75,7 @@ def run_command(engine: Path, inputs: tuple[str, ...], output: Path | None, devi
     """Run ENGINE once on NumPy inputs and save every output to an .npz file."""
     import numpy as np
 
-    from ..runtime import load_engine
+    from trtkit.runtime.loading import load_engine
 
     arrays = _load_inputs(inputs)
     if not arrays:

@@ -1,0 +1,237 @@
+"""Reading ONNX models: from a path, bytes or ``onnx.ModelProto``, with external weight files.
+
+Also prepares a model for TensorRT's parser: dim names that TensorRT would take for one shared symbol
+(several dims all named ``"?"``, for instance) are made distinct.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from trtkit.dtypes import from_onnx
+from trtkit.errors import DependencyError, ModelError, UnsupportedFeatureError
+from trtkit.profiles import InputInfo
+
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = ["ModelSource", "OnnxModel", "load_onnx"]
+
+ModelSource: TypeAlias = "str | os.PathLike[str] | bytes | onnx.ModelProto"
+
+# Placeholders exporters write for "unknown". TensorRT treats dims with equal names as one symbol, so two
+# unrelated "?" dims would be forced equal. Any other name (``batch``, ``p2o.DynamicDimension.0``) is a
+# deliberate symbol and is kept.
+_PLACEHOLDERS = frozenset({"?", "unk", "unknown", "none", "null", "n/a", "-1", "dynamic", "*", "-"})
+_MAX_PROTO = 2**31 - 1
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as exc:  # pragma: no cover - onnx is a hard dependency
+        raise DependencyError(f"the onnx package is required: pip install onnx ({exc})") from exc
+    return onnx
+
+
+@dataclass
+class OnnxModel:
+    """A loaded ONNX model, ready for TensorRT's parser.
+
+    Attributes:
+        proto: the model (external weights are not loaded into it; they stay in their files).
+        path: the file it came from, or None for bytes / ModelProto input.
+        sha256: hash of the model and all its external weight files; part of the engine cache key.
+        renamed_dims: dim names changed so TensorRT does not equate unrelated dims, as
+            ``{(tensor, axis): (old, new)}``.
+    """
+
+    proto: onnx.ModelProto
+    path: Path | None
+    sha256: str
+    renamed_dims: dict[tuple[str, int], tuple[str, str]]
+
+    @property
+    def name(self) -> str:
+        if self.path is not None:
+            return self.path.stem
+        return self.proto.graph.name or "model"
+
+    @property
+    def base_dir(self) -> Path | None:
+        """Where external weight files are resolved from."""
+        return self.path.parent if self.path is not None else None
+
+    def serialized(self) -> bytes:
+        """The model as bytes for ``parser.parse``; external weights stay referenced by location."""
+        if self.proto.ByteSize() > _MAX_PROTO:
+            raise ModelError(
+                "the model is larger than 2 GiB with its weights inline; save it with external data "
+                "(onnx.save(model, path, save_as_external_data=True)) and pass the path"
+            )
+        data: bytes = self.proto.SerializeToString()
+        return data
+
+    def inputs(self) -> list[InputInfo]:
+        """The graph inputs that are not initializers, as ONNX declares them (``-1`` = dynamic)."""
+        inits = {t.name for t in self.proto.graph.initializer}
+        return [_value_info(v) for v in self.proto.graph.input if v.name not in inits]
+
+    def outputs(self) -> list[InputInfo]:
+        return [_value_info(v) for v in self.proto.graph.output]
+
+    def opsets(self) -> dict[str, int]:
+        return {o.domain or "ai.onnx": o.version for o in self.proto.opset_import}
+
+
+def _value_info(v: Any) -> InputInfo:
+    tt = v.type.tensor_type
+    dims: list[int] = []
+    names: list[str | None] = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value") and d.dim_value > 0:
+            dims.append(int(d.dim_value))
+            names.append(None)
+        else:
+            dims.append(-1)
+            names.append(d.dim_param or None)
+    try:
+        dtype = from_onnx(tt.elem_type).name
+    except UnsupportedFeatureError:
+        dtype = f"onnx-type-{tt.elem_type}"
+    return InputInfo(v.name, tuple(dims), dtype, tuple(names))
+
+
+def _external_files(proto: Any) -> Iterator[str]:
+    seen: set[str] = set()
+    for tensor in _all_tensors(proto.graph):
+        if tensor.data_location == 1:  # TensorProto.EXTERNAL
+            for entry in tensor.external_data:
+                if entry.key == "location" and entry.value not in seen:
+                    seen.add(entry.value)
+                    yield entry.value
+
+
+def _all_tensors(graph: Any) -> Iterator[Any]:
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g)
+            for g in attr.graphs:
+                yield from _all_tensors(g)
+
+
+def _hash_model(raw: bytes, proto: Any, base: Path | None) -> str:
+    h = hashlib.sha256()
+    h.update(raw)
+    for location in sorted(_external_files(proto)):
+        if base is None:
+            raise ModelError(
+                f"the model references external weight file {location!r} but was not given as a path; "
+                "pass the .onnx path so the weight files next to it can be found"
+            )
+        file = base / location
+        if not file.is_file():
+            raise ModelError(
+                f"external weight file {str(file)!r} referenced by the model does not exist; keep the "
+                "weight files next to the .onnx file they were saved with"
+            )
+        h.update(location.encode())
+        with file.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _make_dims_distinct(proto: Any) -> dict[tuple[str, int], tuple[str, str]]:
+    """Rename placeholder dim names so unrelated dims are not equated by TensorRT."""
+    renamed: dict[tuple[str, int], tuple[str, str]] = {}
+    taken = {
+        d.dim_param
+        for v in [*proto.graph.input, *proto.graph.output]
+        for d in v.type.tensor_type.shape.dim
+        if d.dim_param
+    }
+    for v in [*proto.graph.input, *proto.graph.output]:
+        for axis, d in enumerate(v.type.tensor_type.shape.dim):
+            name = d.dim_param
+            if not name or d.HasField("dim_value"):
+                continue
+            if name.strip() and name.strip().lower() not in _PLACEHOLDERS:
+                continue
+            base = re.sub(r"\W", "_", f"{v.name}_dim{axis}")
+            new, k = base, 1
+            while new in taken:
+                new, k = f"{base}_{k}", k + 1
+            taken.add(new)
+            d.dim_param = new
+            renamed[(v.name, axis)] = (name, new)
+    return renamed
+
+
+def load_onnx(source: ModelSource) -> OnnxModel:
+    """Load an ONNX model from a path, bytes or ``onnx.ModelProto`` (the proto is copied, not changed).
+
+    Raises:
+        ModelError: the file is missing, is not ONNX, has an empty graph, or its external weight files are
+            missing.
+    """
+    onnx = _onnx()
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+
+    path: Path | None = None
+    if isinstance(source, onnx.ModelProto):
+        proto = onnx.ModelProto()
+        proto.CopyFrom(source)
+        try:
+            raw = proto.SerializeToString()
+        except ValueError as exc:
+            raise ModelError(
+                f"the ModelProto cannot be serialized ({exc}); save it with external data and pass the path"
+            ) from exc
+    elif isinstance(source, bytes | bytearray | memoryview):
+        raw = bytes(source)
+        proto = onnx.ModelProto()
+        try:
+            proto.ParseFromString(raw)
+        except DecodeError as exc:
+            raise ModelError(f"the bytes given are not an ONNX model ({exc})") from exc
+    elif isinstance(source, str | os.PathLike):
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise ModelError(f"ONNX file {str(path)!r} does not exist")
+        if path.is_dir():
+            raise ModelError(f"{str(path)!r} is a directory; pass the .onnx file inside it")
+        raw = path.read_bytes()
+        proto = onnx.ModelProto()
+        try:
+            proto.ParseFromString(raw)
+        except DecodeError as exc:
+            raise ModelError(
+                f"{str(path)!r} is not an ONNX model (protobuf could not decode it: {exc})"
+            ) from exc
+    else:
+        raise ModelError(
+            f"cannot load an ONNX model from {type(source).__name__}; pass a path, bytes or onnx.ModelProto"
+        )
+
+    if not proto.HasField("graph") or (len(proto.graph.node) == 0 and len(proto.graph.output) == 0):
+        where = f" {str(path)!r}" if path else ""
+        raise ModelError(
+            f"the ONNX model{where} has an empty graph (no nodes and no outputs); is this the right file?"
+        )
+    if len(proto.graph.output) == 0:
+        raise ModelError("the ONNX model declares no graph outputs; TensorRT needs at least one")
+    digest = _hash_model(raw, proto, path.parent if path else None)
+    renamed = _make_dims_distinct(proto)
+    return OnnxModel(proto=proto, path=path, sha256=digest, renamed_dims=renamed)

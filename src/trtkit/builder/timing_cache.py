@@ -1,0 +1,62 @@
+"""A timing cache file that several processes can build with at once.
+
+Before a build the file is loaded (under a file lock) into the builder config; after the build the
+config's cache is merged with whatever is on disk by then (another process may have saved meanwhile) and
+written back atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from trtkit.errors import BuildError
+from trtkit.files import atomic_write
+from trtkit.log import get_logger
+
+__all__ = ["TimingCacheFile"]
+
+_log = get_logger("timing_cache")
+
+
+class TimingCacheFile:
+    """The timing cache at ``path``; see the module docstring."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser()
+        self._lock = FileLock(str(self.path) + ".lock")
+
+    def _read(self) -> bytes:
+        return self.path.read_bytes() if self.path.is_file() else b""
+
+    def attach(self, cfg: Any) -> None:
+        """Load the file (or start empty) and set it on the builder config."""
+        with self._lock:
+            blob = self._read()
+        cache = cfg.create_timing_cache(blob)
+        if cache is None and blob:
+            _log.warning("timing cache %s is unreadable or from another TensorRT; starting empty", self.path)
+            cache = cfg.create_timing_cache(b"")
+        if cache is None:
+            raise BuildError("TensorRT could not create a timing cache")
+        if not cfg.set_timing_cache(cache, False):
+            raise BuildError(f"TensorRT did not accept the timing cache {str(self.path)!r}")
+        _log.debug("timing cache %s loaded (%d bytes)", self.path, len(blob))
+
+    def save(self, cfg: Any) -> None:
+        """Merge the config's cache with the file's current content and write it back atomically."""
+        cache = cfg.get_timing_cache()
+        if cache is None:
+            raise BuildError("TensorRT returned no timing cache after the build")
+        with self._lock:
+            on_disk = self._read()
+            if on_disk:
+                other = cfg.create_timing_cache(on_disk)
+                if other is not None and not cache.combine(other, True):
+                    _log.warning("could not merge timing cache %s; overwriting it", self.path)
+            data = memoryview(cache.serialize())
+            atomic_write(self.path, data)
+        _log.debug("timing cache %s saved (%d bytes)", self.path, data.nbytes)

@@ -1,0 +1,34 @@
+"""The runtime: an engine file (plan + manifest) is deserialized and run on stream-ordered device memory.
+
+It never imports :mod:`trtkit.builder`; the two share only the engine file (:mod:`trtkit.manifest`).
+"""
+
+from trtkit.runtime.loading import (
+    ArrayInfo,
+    Context,
+    InferHandle,
+    LoadedEngine,
+    TensorSpec,
+    check_compatibility,
+    describe_array,
+    describe_tensors,
+    load_engine,
+    normalize_inputs,
+    select_profile,
+    validate_inputs,
+)
+
+__all__ = [
+    "ArrayInfo",
+    "Context",
+    "InferHandle",
+    "LoadedEngine",
+    "TensorSpec",
+    "check_compatibility",
+    "describe_array",
+    "describe_tensors",
+    "load_engine",
+    "normalize_inputs",
+    "select_profile",
+    "validate_inputs",
+]

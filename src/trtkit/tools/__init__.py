@@ -1,0 +1,1 @@
+"""Tools built on the builder and the runtime: compare, bench, layers, triton export, torch export."""

@@ -1,0 +1,433 @@
+"""Export an engine as a Triton Inference Server model.
+
+Writes ``REPO/NAME/config.pbtxt`` and ``REPO/NAME/<version>/model.plan``.
+
+The model configuration is derived from the engine's manifest alone (no GPU, no TensorRT, no Triton needed):
+``platform: "tensorrt_plan"``, every I/O tensor with its Triton data type and dims, batching when every tensor
+shares a leading dynamic batch dim, dynamic batching, instance groups (one per optimization profile when the
+engine has several) and the TensorRT version in ``parameters``.
+
+The config is written as protobuf text by hand so that trtkit does not depend on ``tritonclient``; the tests
+parse it with Triton's own ``ModelConfig`` schema.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from trtkit import dtypes
+from trtkit._version import __version__
+from trtkit.errors import EngineFileError, EngineIncompatibleError, TritonExportError
+from trtkit.files import atomic_write
+from trtkit.manifest import Manifest, TensorInfo, manifest_path, read_engine_file
+from trtkit.profiles import format_shape
+
+__all__ = [
+    "TritonConfig",
+    "TritonExport",
+    "TritonExportError",
+    "export_triton",
+    "triton_config",
+]
+
+PLAN_FILENAME: Final = "model.plan"
+CONFIG_FILENAME: Final = "config.pbtxt"
+
+_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_MAX_NAME: Final = 255
+
+
+@dataclass(frozen=True)
+class TritonConfig:
+    """A generated Triton model configuration and the decisions behind it."""
+
+    text: str
+    """The ``config.pbtxt`` content (protobuf text format of ``inference.ModelConfig``)."""
+    max_batch_size: int
+    """0 when Triton does not batch the model (dims are full shapes)."""
+    preferred_batch_sizes: tuple[int, ...]
+    dynamic_batching: bool
+    notes: tuple[str, ...] = ()
+    """Things the user should know (for example why batching is off); the CLI prints them."""
+
+
+@dataclass(frozen=True)
+class TritonExport:
+    """Where :func:`export_triton` wrote the model."""
+
+    model_dir: Path
+    config_path: Path
+    plan_path: Path
+    version: int
+    config: TritonConfig
+    warnings: tuple[str, ...] = field(default=())
+
+
+# ---- checks -----------------------------------------------------------------------------------------------
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > _MAX_NAME:
+        raise TritonExportError(
+            f"{name!r} is not a valid Triton model name: it is a directory in the model repository and part of "
+            "the URL clients call (/v2/models/NAME/infer). Use letters, digits, '_', '-' and '.', starting "
+            f"with a letter, digit or '_', at most {_MAX_NAME} characters (e.g. 'resnet50' or 'resnet50_fp16')"
+        )
+
+
+def _check_version(version: int) -> None:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise TritonExportError(
+            f"model version must be an integer >= 1, got {version!r}: Triton ignores version directories that "
+            "are not numbers or that start with '0'"
+        )
+
+
+def _check_rtx(manifest: Manifest, allow_rtx: bool, source: str) -> str | None:
+    if manifest.backend != "tensorrt_rtx":
+        return None
+    message = (
+        f"{source} was built with TensorRT-RTX {manifest.backend_version}; Triton's TensorRT backend "
+        "(platform tensorrt_plan) loads full TensorRT plans only and would fail to deserialize it. Rebuild "
+        "the engine with the full TensorRT of your Triton release (trtkit build --backend tensorrt)"
+    )
+    if not allow_rtx:
+        raise EngineIncompatibleError(message + ", or pass allow_rtx=True (--allow-rtx) to write it anyway")
+    return message
+
+
+def _triton_type(t: TensorInfo) -> str:
+    dt = dtypes.lookup(t.dtype)
+    if dt.triton_name is None:
+        carried = sorted(d.name for d in dtypes.all_dtypes() if d.triton_name is not None)
+        raise TritonExportError(
+            f"{t.mode} {t.name!r} has dtype {dt.name}, which Triton cannot carry (it takes "
+            f"{', '.join(carried)} for TensorRT models). Keep the engine's I/O in one of those types and cast "
+            "inside the model, e.g. quantize/dequantize after the input"
+        )
+    return dt.triton_name
+
+
+# ---- batching ---------------------------------------------------------------------------------------------
+
+
+def _batching_blocker(manifest: Manifest) -> str | None:
+    """Why Triton cannot batch this engine, or None when every tensor has a leading batch dim of min 1."""
+    if not manifest.inputs:
+        return "the engine has no inputs"
+    for t in manifest.tensors:
+        if t.is_shape_tensor:
+            return f"{t.mode} {t.name!r} is a shape tensor (batching shape tensors needs hand-written dims)"
+        if not t.shape or t.shape[0] != -1:
+            return f"{t.mode} {t.name!r} has no dynamic leading dim (shape {format_shape(t.shape)})"
+    for index, profile in enumerate(manifest.profiles):
+        for name, rng in profile.ranges.items():
+            if rng.min and rng.min[0] != 1:
+                return (
+                    f"profile {index} gives input {name!r} a batch dim of at least {rng.min[0]}; Triton may send "
+                    "a batch of 1, so every profile needs min batch 1"
+                )
+    return None
+
+
+def _profile_max_batch(manifest: Manifest) -> int:
+    """The largest batch every profile accepts (each instance serves one profile, any request may reach it)."""
+    return min((rng.max[0] for p in manifest.profiles for rng in p.ranges.values() if rng.max), default=0)
+
+
+def _profile_opt_batches(manifest: Manifest, limit: int) -> tuple[int, ...]:
+    opts = {rng.opt[0] for p in manifest.profiles for rng in p.ranges.values() if rng.opt}
+    return tuple(sorted(b for b in opts if 1 < b <= limit))
+
+
+# ---- text format ------------------------------------------------------------------------------------------
+
+
+def _quote(text: str) -> str:
+    """A protobuf text-format string literal (UTF-8 kept, quotes, backslashes and controls escaped)."""
+    out = []
+    for ch in text:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\{ord(ch):03o}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _ints(values: Sequence[int]) -> str:
+    return "[ " + ", ".join(str(v) for v in values) + " ]"
+
+
+def _tensor_block(t: TensorInfo, batching: bool) -> list[str]:
+    dims = list(t.shape[1:] if batching else t.shape)
+    lines = ["  {", f"    name: {_quote(t.name)}", f"    data_type: {_triton_type(t)}"]
+    if dims:
+        lines.append(f"    dims: {_ints(dims)}")
+    else:
+        if t.is_shape_tensor:
+            raise TritonExportError(
+                f"{t.mode} {t.name!r} is a 0-d shape tensor; Triton's TensorRT backend needs shape tensors with "
+                "one dim. Make it a 1-element 1-d tensor in the model"
+            )
+        # Triton needs non-empty dims: expose [1] to clients and hand the engine its true (scalar) shape.
+        lines += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]
+    if t.is_shape_tensor:
+        lines.append("    is_shape_tensor: true")
+    lines.append("  }")
+    return lines
+
+
+def triton_config(
+    manifest: Manifest,
+    *,
+    name: str,
+    max_batch_size: int | None = None,
+    dynamic_batching: bool | None = None,
+    preferred_batch_sizes: Sequence[int] | None = None,
+    max_queue_delay_us: int | None = None,
+    instances: int = 1,
+    gpus: Sequence[int] | None = None,
+    source: str = "the engine",
+) -> TritonConfig:
+    """Build the ``config.pbtxt`` text for an engine described by ``manifest``.
+
+    Args:
+        manifest: the engine's manifest (tensors, profiles, backend version).
+        name: the Triton model name (also the directory name).
+        max_batch_size: None derives it from the profiles (the smallest profile max of the batch dim, or 0
+            when the engine cannot batch); 0 turns batching off (full dims); a positive value caps it.
+        dynamic_batching: None enables Triton's dynamic batcher whenever the model batches.
+        preferred_batch_sizes: None draws them from the profiles' opt batch sizes.
+        max_queue_delay_us: how long the dynamic batcher may wait to form a batch.
+        instances: execution instances per GPU (per profile when the engine has several profiles).
+        gpus: GPU indices for the instances; None lets Triton use every GPU.
+
+    Raises:
+        TritonExportError: a name, dtype, shape or option Triton would reject.
+    """
+    _check_name(name)
+    if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
+        raise TritonExportError(f"instances must be an integer >= 1, got {instances!r}")
+    gpu_list = list(gpus) if gpus is not None else []
+    if any(isinstance(g, bool) or not isinstance(g, int) or g < 0 for g in gpu_list) or \
+            len(set(gpu_list)) != len(gpu_list):
+        raise TritonExportError(f"gpus must be distinct GPU indices >= 0, got {gpu_list!r}")
+    notes: list[str] = []
+
+    blocker = _batching_blocker(manifest)
+    limit = 0 if blocker else _profile_max_batch(manifest)
+    if max_batch_size is None:
+        mbs = limit
+        if blocker:
+            notes.append(f"batching is off (max_batch_size 0, full dims): {blocker}")
+    elif isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 0:
+        raise TritonExportError(f"max_batch_size must be an integer >= 0, got {max_batch_size!r}")
+    elif max_batch_size == 0:
+        mbs = 0
+    elif blocker:
+        raise TritonExportError(
+            f"max_batch_size={max_batch_size} asks Triton to batch {source}, but it cannot: {blocker}. "
+            "Rebuild with a leading dynamic batch dim (min 1) on every input, or use max_batch_size 0"
+        )
+    elif max_batch_size > limit:
+        raise TritonExportError(
+            f"max_batch_size={max_batch_size} exceeds what {source}'s optimization profiles accept: the largest "
+            f"batch every profile takes is {limit}. Use at most {limit}, or rebuild with a larger max shape"
+        )
+    else:
+        mbs = max_batch_size
+    if mbs and len(manifest.profiles) > 1 and len({r.max[0] for p in manifest.profiles
+                                                   for r in p.ranges.values()}) > 1:
+        notes.append(
+            f"max_batch_size is {mbs}, the smallest batch max over the {len(manifest.profiles)} profiles: each "
+            "instance serves one profile and Triton may route any request to any instance"
+        )
+
+    batching_opts = dynamic_batching or preferred_batch_sizes is not None or max_queue_delay_us is not None
+    if mbs == 0 and batching_opts:
+        raise TritonExportError(
+            "dynamic batching options were given but the model does not batch (max_batch_size 0)"
+            + (f": {blocker}" if blocker else "")
+        )
+    use_dynamic = bool(mbs) if dynamic_batching is None else dynamic_batching
+    if not use_dynamic and (preferred_batch_sizes is not None or max_queue_delay_us is not None):
+        raise TritonExportError(
+            "preferred batch sizes and max_queue_delay_us configure the dynamic batcher, which is turned off"
+        )
+    if preferred_batch_sizes is None:
+        preferred = _profile_opt_batches(manifest, mbs) if use_dynamic else ()
+    else:
+        preferred = tuple(sorted(set(preferred_batch_sizes)))
+        bad = [b for b in preferred if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= mbs]
+        if bad:
+            raise TritonExportError(
+                f"preferred batch sizes {bad} are outside 1..max_batch_size ({mbs}); Triton rejects them"
+            )
+    if max_queue_delay_us is not None and (
+        isinstance(max_queue_delay_us, bool) or not isinstance(max_queue_delay_us, int) or max_queue_delay_us < 0
+    ):
+        raise TritonExportError(f"max_queue_delay_us must be an integer >= 0, got {max_queue_delay_us!r}")
+
+    lines = [
+        f"# Generated by trtkit {__version__} from {manifest.backend} {manifest.backend_version} engine "
+        f"(plan sha256 {manifest.plan_sha256[:16]}...).",
+        f"# Serve it with a Triton release whose TensorRT is {manifest.backend_version}."
+        if manifest.backend == "tensorrt" else "# Triton's TensorRT backend cannot load TensorRT-RTX plans.",
+        f"name: {_quote(name)}",
+        'platform: "tensorrt_plan"',
+        f"max_batch_size: {mbs}",
+    ]
+    for label, tensors in (("input", manifest.inputs), ("output", manifest.outputs)):
+        blocks = [_tensor_block(t, mbs > 0) for t in tensors]
+        lines.append(f"{label} [")
+        for i, block in enumerate(blocks):
+            if i < len(blocks) - 1:
+                block[-1] += ","
+            lines += block
+        lines.append("]")
+    if use_dynamic:
+        lines.append("dynamic_batching {")
+        if preferred:
+            lines.append(f"  preferred_batch_size: {_ints(preferred)}")
+        if max_queue_delay_us is not None:
+            lines.append(f"  max_queue_delay_microseconds: {max_queue_delay_us}")
+        lines.append("}")
+
+    profiles: list[str | None] = [str(i) for i in range(len(manifest.profiles))]
+    if len(profiles) < 2:
+        profiles = [None]  # a single profile is Triton's default (profile 0)
+    lines.append("instance_group [")
+    for i, profile in enumerate(profiles):
+        lines += ["  {", f"    count: {instances}", "    kind: KIND_GPU"]
+        if gpu_list:
+            lines.append(f"    gpus: {_ints(gpu_list)}")
+        if profile is not None:
+            lines.append(f"    profile: [ {_quote(profile)} ]")
+        lines.append("  }," if i < len(profiles) - 1 else "  }")
+    lines.append("]")
+
+    params = {
+        "tensorrt_version": manifest.backend_version,
+        "trtkit_backend": manifest.backend,
+        "trtkit_version": manifest.trtkit_version,
+        "plan_sha256": manifest.plan_sha256,
+    }
+    target = manifest.target
+    if target.get("compute_capability"):
+        params["compute_capability"] = str(target["compute_capability"])
+    if manifest.compatibility.get("version_compatible"):
+        params["version_compatible"] = "true"
+    lines.append("parameters [")
+    items = list(params.items())
+    for i, (key, value) in enumerate(items):
+        sep = "," if i < len(items) - 1 else ""
+        lines.append(f"  {{ key: {_quote(key)} value: {{ string_value: {_quote(value)} }} }}{sep}")
+    lines.append("]")
+    return TritonConfig(
+        text="\n".join(lines) + "\n",
+        max_batch_size=mbs,
+        preferred_batch_sizes=tuple(preferred),
+        dynamic_batching=use_dynamic,
+        notes=tuple(notes),
+    )
+
+
+# ---- export -----------------------------------------------------------------------------------------------
+
+
+def export_triton(
+    engine: str | os.PathLike[str],
+    repository: str | os.PathLike[str],
+    *,
+    name: str,
+    version: int = 1,
+    max_batch_size: int | None = None,
+    dynamic_batching: bool | None = None,
+    preferred_batch_sizes: Sequence[int] | None = None,
+    max_queue_delay_us: int | None = None,
+    instances: int = 1,
+    gpus: Sequence[int] | None = None,
+    force: bool = False,
+    allow_rtx: bool = False,
+) -> TritonExport:
+    """Write ``engine`` into the Triton model repository ``repository`` as model ``name``.
+
+    Steps, in order: check the name and version; read the plan and its manifest (checking that they match);
+    refuse TensorRT-RTX plans unless ``allow_rtx``; generate the config (see :func:`triton_config` for the
+    options); refuse an existing version directory unless ``force``; write ``<version>/model.plan`` (the plan
+    byte for byte) and then ``config.pbtxt``, each atomically. ``config.pbtxt`` is shared by every version
+    of the model and is replaced.
+
+    Raises:
+        TritonExportError: invalid name, version or option; the version exists and ``force`` is False.
+        EngineFileError: the engine is missing, corrupt, or has no trtkit manifest (a bare plan's tensors can
+            only be read by loading it on a GPU).
+        EngineIncompatibleError: a TensorRT-RTX plan without ``allow_rtx``.
+    """
+    _check_name(name)
+    _check_version(version)
+    engine_path = Path(engine)
+    if engine_path.is_file() and not manifest_path(engine_path).is_file():
+        raise EngineFileError(
+            f"{str(engine_path)!r} has no trtkit manifest ({manifest_path(engine_path).name}) beside it, so its "
+            "tensors, dtypes and profiles are unknown without loading it on a GPU. Rebuild it with trtkit "
+            "(trtkit build MODEL.onnx) or write config.pbtxt by hand"
+        )
+    plan, manifest = read_engine_file(engine_path, require_manifest=True)
+    assert manifest is not None  # require_manifest=True
+    source = f"engine {str(engine_path)!r}"
+    warnings: list[str] = []
+    rtx = _check_rtx(manifest, allow_rtx, source)
+    if rtx:
+        warnings.append(rtx + " (written anyway: allow_rtx)")
+    config = triton_config(
+        manifest,
+        name=name,
+        max_batch_size=max_batch_size,
+        dynamic_batching=dynamic_batching,
+        preferred_batch_sizes=preferred_batch_sizes,
+        max_queue_delay_us=max_queue_delay_us,
+        instances=instances,
+        gpus=gpus,
+        source=source,
+    )
+
+    repo = Path(repository)
+    if repo.exists() and not repo.is_dir():
+        raise TritonExportError(f"model repository {str(repo)!r} exists and is not a directory")
+    model_dir = repo / name
+    if model_dir.exists() and not model_dir.is_dir():
+        raise TritonExportError(f"{str(model_dir)!r} exists and is not a directory")
+    version_dir = model_dir / str(version)
+    if version_dir.exists() and (not version_dir.is_dir() or any(version_dir.iterdir())) and not force:
+        raise TritonExportError(
+            f"version {version} of model {name!r} already exists ({str(version_dir)!r}); Triton may be serving "
+            "it. Pass a new version (--version), or force=True (--force) to replace it"
+        )
+    if version_dir.exists() and not version_dir.is_dir():
+        version_dir.unlink()
+    plan_path = version_dir / PLAN_FILENAME
+    config_path = model_dir / CONFIG_FILENAME
+    atomic_write(plan_path, plan)
+    atomic_write(config_path, config.text.encode())
+    return TritonExport(
+        model_dir=model_dir,
+        config_path=config_path,
+        plan_path=plan_path,
+        version=version,
+        config=config,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,104 @@
+"""The command line, as a user runs it: exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from support.onnx_factory import conv_relu, unsupported_op
+
+from trtkit.backend import Backend
+from trtkit.cli import main
+from trtkit.manifest import read_engine_file
+
+
+@pytest.fixture
+def dyn_model(tmp_path: Path) -> Path:
+    path = tmp_path / "cnn.onnx"
+    onnx.save(conv_relu(), path)
+    return path
+
+
+def test_build_with_trtexec_flags_then_inspect(rtx: Backend, dyn_model: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cnn.engine"
+    rc = main(["build", str(dyn_model), "-o", str(out), "--backend", "tensorrt_rtx",
+               "--minShapes=x:1x3x16x16", "--optShapes=x:2x3x32x32", "--maxShapes=x:4x3x64x64",
+               "--memPoolSize=workspace:256", "--builderOptimizationLevel=2", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    _, manifest = read_engine_file(out)
+    assert manifest is not None
+    assert manifest.profiles[0]["x"].opt == (2, 3, 32, 32)
+    assert manifest.config["memory_pool_limits"] == {"workspace": 256 << 20}
+    capsys.readouterr()
+
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "input  x" in text and "min 1x3x16x16" in text and "tensorrt_rtx" in text
+
+    assert main(["inspect", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["manifest"]["tensors"][0]["shape"] == [-1, 3, -1, -1]
+
+
+def test_inspect_onnx_shows_dim_names(dyn_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(dyn_model), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["inputs"] == [{"name": "x", "dtype": "float32", "shape": ["N", 3, "H", "W"]}]
+    assert data["ops"] == {"Conv": 1, "Relu": 1}
+
+
+def test_missing_shapes_is_one_clear_message(rtx: Backend, dyn_model: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["build", str(dyn_model), "--backend", "tensorrt_rtx", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "Traceback" not in err
+    assert err.startswith("trtkit: error:")
+    assert "x (float32 [N, 3, H, W])" in err and "--minShapes=" in err
+
+
+def test_unsupported_op_names_node_and_op(rtx: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.onnx"
+    onnx.save(unsupported_op(), path)
+    rc = main(["build", str(path), "--backend", "tensorrt_rtx", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert "node 1 'warp0' (FancyWarp)" in err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["build"]) == 2
+    assert main(["build", str(tmp_path / "x.onnx"), "--precision", "fp7"]) == 2
+    assert main(["nosuchcommand"]) == 2
+
+
+def test_not_onnx_file(rtx: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "photo.onnx"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    rc = main(["build", str(path), "--backend", "tensorrt_rtx"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "not an ONNX model" in err and "Traceback" not in err
+
+
+def test_debug_shows_traceback(rtx: Backend, dyn_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["--debug", "build", str(dyn_model), "--backend", "tensorrt_rtx", "--no-progress"])
+    assert rc == 1 and "Traceback" in capsys.readouterr().err
+
+
+def test_demo_builds_sample_and_explains_why_it_cannot_run(rtx: Backend) -> None:
+    # Runs the installed console script as a user would; on a machine with no GPU it stops after the build.
+    proc = subprocess.run([sys.executable, "-m", "trtkit", "demo", "--backend", "tensorrt_rtx"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "built tiny_cnn.engine" in proc.stdout
+    assert "input  image" in proc.stdout
+    from trtkit.runtime.compat import run_blocker
+
+    reason = run_blocker(rtx)
+    if reason is not None:
+        assert "not running the engine" in proc.stdout

@@ -1,0 +1,1 @@
+"""Test support: the TensorRT runtime test double and ONNX model factories."""
