@@ -15,7 +15,10 @@ from trtkit.errors import UnsupportedFeatureError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["DType", "all_dtypes", "find", "from_numpy", "from_onnx", "from_trt", "lookup"]
+__all__ = ["DType", "all_dtypes", "find", "from_numpy", "from_onnx", "from_trt", "lookup", "random_array"]
+
+RANDOM_INT_HIGH: Final = 8
+"""Random integer inputs are uniform in ``[0, RANDOM_INT_HIGH)``: valid as indices and shapes for most models."""
 
 
 @dataclass(frozen=True)
@@ -129,3 +132,19 @@ def from_numpy(dtype: Any) -> DType:
         f"NumPy dtype {name} has no TensorRT equivalent; expected one of "
         + ", ".join(d.numpy_name for d in _TABLE if d.numpy_name)
     )
+
+
+def random_array(dtype: DType | np.dtype[Any], shape: tuple[int, ...],
+                 rng: np.random.Generator) -> np.ndarray[Any, Any]:
+    """Reproducible test data: floats standard normal, integers uniform in ``[0, RANDOM_INT_HIGH)``, bools fair
+    coin flips. The one generator behind ``trtkit compare``, benchmarks and static buffers."""
+    import numpy as np
+
+    npd = dtype.to_numpy() if isinstance(dtype, DType) else np.dtype(dtype)
+    if npd.kind == "f":
+        return rng.standard_normal(shape).astype(npd)
+    if npd.kind in "iu":
+        return rng.integers(0, RANDOM_INT_HIGH, size=shape).astype(npd)
+    if npd.kind == "b":
+        return rng.random(shape) < 0.5
+    raise UnsupportedFeatureError(f"cannot generate random values of dtype {npd}")

@@ -4,6 +4,7 @@ Every error trtkit raises derives from :class:`TrtkitError`, so ``except trtkit.
 all. Subclasses are grouped by what the user has to do about them::
 
     TrtkitError
+    ├── ConfigError              an argument or option has a value trtkit does not accept (also a ValueError)
     ├── DependencyError          a package is missing: install it
     ├── UnsupportedFeatureError  the active backend or GPU cannot do what was asked
     ├── ModelError               the ONNX model cannot be read
@@ -31,6 +32,7 @@ __all__ = [
     "BuildCancelledError",
     "BuildError",
     "ClosedError",
+    "ConfigError",
     "CudaError",
     "DependencyError",
     "EngineFileError",
@@ -70,6 +72,10 @@ class TrtkitError(Exception):
         skipped = len(self.tensorrt_log) - len(lines)
         head = f"\nTensorRT said ({skipped} earlier lines omitted):" if skipped else "\nTensorRT said:"
         return self.message + head + "".join(f"\n  {line}" for line in lines)
+
+
+class ConfigError(TrtkitError, ValueError):
+    """An argument or option has a value trtkit does not accept (unknown name, out of range, conflicting)."""
 
 
 class DependencyError(TrtkitError, ImportError):
