@@ -15,7 +15,7 @@ from trtkit.errors import UnsupportedFeatureError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["DType", "all_dtypes", "find", "from_numpy", "from_onnx", "from_trt", "lookup", "random_array"]
+__all__ = ["DType", "all_dtypes", "find", "from_onnx", "from_trt", "lookup", "random_array"]
 
 RANDOM_INT_HIGH: Final = 8
 """Random integer inputs are uniform in ``[0, RANDOM_INT_HIGH)``: valid as indices and shapes for most models."""
@@ -118,20 +118,6 @@ def from_onnx(elem_type: int) -> DType:
             f"ONNX element type {elem_type} is not supported by TensorRT "
             "(TensorRT has no float64, uint16/32/64, string or complex tensors)"
         ) from None
-
-
-def from_numpy(dtype: Any) -> DType:
-    """Map a NumPy dtype (or anything ``np.dtype()`` accepts) to a :class:`DType`."""
-    import numpy as np
-
-    name = np.dtype(dtype).name
-    for d in _TABLE:
-        if d.numpy_name == name:
-            return d
-    raise UnsupportedFeatureError(
-        f"NumPy dtype {name} has no TensorRT equivalent; expected one of "
-        + ", ".join(d.numpy_name for d in _TABLE if d.numpy_name)
-    )
 
 
 def random_array(dtype: DType | np.dtype[Any], shape: tuple[int, ...],

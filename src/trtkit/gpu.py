@@ -10,9 +10,18 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from trtkit.errors import CudaError, DependencyError
+from trtkit.errors import ConfigError, CudaError, DependencyError
 
-__all__ = ["DeviceInfo", "current_device", "cudart", "device_count", "device_info", "set_device"]
+__all__ = [
+    "DeviceInfo",
+    "current_device",
+    "cudart",
+    "device_count",
+    "device_info",
+    "parse_compute_capability",
+    "set_device",
+    "sm_name",
+]
 
 _INSTALL = "pip install cuda-python"
 
@@ -48,6 +57,28 @@ def check(result: Any, what: str) -> Any:
     if not values:
         return None
     return values[0] if len(values) == 1 else tuple(values)
+
+
+def parse_compute_capability(text: str) -> tuple[int, int] | None:
+    """``"8.6"``, ``"86"``, ``"sm86"``, ``"SM_86"``, ``"120"`` -> ``(8, 6)`` ...; ``"current"`` -> None.
+
+    Raises:
+        ConfigError: ``text`` is not a compute capability.
+    """
+    v = text.strip().upper().replace("_", "").replace("SM", "")
+    if v == "CURRENT":
+        return None
+    major, dot, minor = v.partition(".")
+    if dot and major.isdigit() and minor.isdigit():
+        return int(major), int(minor)
+    if not dot and v.isdigit() and len(v) >= 2:
+        return int(v[:-1]), int(v[-1])
+    raise ConfigError(f"cannot read compute capability {text!r}; write e.g. 8.6, 89, sm120 or current")
+
+
+def sm_name(cc: tuple[int, int] | None) -> str:
+    """``(8, 6)`` -> ``"SM86"`` (a ``trt.ComputeCapability`` member name); None -> ``"CURRENT"``."""
+    return "CURRENT" if cc is None else f"SM{cc[0]}{cc[1]}"
 
 
 @dataclass(frozen=True)

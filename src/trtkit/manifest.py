@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -219,11 +219,6 @@ def check_plan(plan: bytes | memoryview, manifest: Manifest, source: str) -> Non
             f"engine file {source!r} does not match its manifest (SHA-256 differs): it is corrupt or was "
             "replaced. Rebuild the engine."
         )
-
-
-def tensors_from_pairs(pairs: Sequence[TensorInfo]) -> tuple[TensorInfo, ...]:
-    """Inputs first, then outputs, keeping order within each."""
-    return tuple([t for t in pairs if t.mode == "input"] + [t for t in pairs if t.mode == "output"])
 
 
 @dataclass(frozen=True)
