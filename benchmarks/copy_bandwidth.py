@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 from support import trt_double
 
-from trtkit import memory
 from trtkit.backend import Backend
-from trtkit.runtime import load_engine
+from trtkit.runtime import load_engine, memory
 
 ROWS = 1 << 24  # x: ROWS x 4 float32 = 256 MiB
 NBYTES = ROWS * 16

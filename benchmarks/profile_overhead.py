@@ -19,10 +19,9 @@ from typing import Any
 import torch
 from support import trt_double
 
-from trtkit import memory
 from trtkit.backend import Backend
 from trtkit.engine import Engine
-from trtkit.runtime import load_engine
+from trtkit.runtime import load_engine, memory
 
 N = 3000
 

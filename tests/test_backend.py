@@ -8,7 +8,7 @@ import types
 import pytest
 
 from trtkit.backend import Backend, get_backend
-from trtkit.errors import UnsupportedFeatureError
+from trtkit.errors import ConfigError, UnsupportedFeatureError
 
 
 def test_rtx_features_come_from_its_api(rtx: Backend) -> None:
@@ -33,8 +33,12 @@ def test_environment_variable_selects_backend(rtx: Backend, monkeypatch: pytest.
     monkeypatch.setenv("TRTKIT_BACKEND", "rtx")
     assert get_backend() is rtx
     monkeypatch.setenv("TRTKIT_BACKEND", "bogus")
-    with pytest.raises(UnsupportedFeatureError, match="TRTKIT_BACKEND"):
+    with pytest.raises(ConfigError, match="TRTKIT_BACKEND"):
         get_backend()
+
+
+def test_get_backend_passes_a_backend_through(rtx: Backend) -> None:
+    assert get_backend(rtx) is rtx
 
 
 def test_enum_lookup_reports_what_exists(rtx: Backend) -> None:

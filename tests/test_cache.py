@@ -13,6 +13,7 @@ import trtkit.cache as cache_mod
 from trtkit.backend import Backend
 from trtkit.builder import BuildConfig
 from trtkit.builder.model import load_onnx
+from trtkit.builder.precision import plan_precision
 from trtkit.cache import EngineCache, default_cache_dir
 
 
@@ -98,14 +99,22 @@ def test_concurrent_processes_build_once(rtx: Backend, tmp_path: Path) -> None:
     assert len(EngineCache(tmp_path / "cache").entries()) == 1
 
 
-def test_key_follows_the_converter_version(rtx: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trtkit.builder.precision as precision
-
+def test_key_follows_the_converter_version(rtx: Backend) -> None:
     cache = EngineCache("unused")
     model = load_onnx(conv_relu(dims=(1, 3, 8, 8)))
     fp16 = BuildConfig(precision="fp16")
-    monkeypatch.setattr(precision, "_tool_version", lambda tool: "1.0")
-    before = cache.key(model, [], fp16, rtx)
-    monkeypatch.setattr(precision, "_tool_version", lambda tool: "2.0")
-    assert cache.key(model, [], fp16, rtx) != before
+
+    def key(version: str) -> str:
+        plan = plan_precision(rtx.features, fp16, converters={"onnxconverter-common": version})
+        return cache.key(model, [], fp16, rtx, precision=plan)
+
+    assert key("1.0") != key("2.0")
+    assert key("1.0") == key("1.0")
     assert cache.key(model, [], BuildConfig(), rtx) == cache.key(model, [], BuildConfig(), rtx)
+
+
+def test_key_names_the_targets_as_the_manifest_does(rtx: Backend) -> None:
+    cache = EngineCache("unused")
+    model = load_onnx(conv_relu(dims=(1, 3, 8, 8)))
+    spelled = [cache.key(model, [], BuildConfig(compute_capabilities=(cc,)), rtx) for cc in ("8.6", "86", "sm_86")]
+    assert len(set(spelled)) == 1

@@ -45,7 +45,7 @@ def test_missing_backend_error_says_what_to_install(monkeypatch: object) -> None
         mp.setattr(backend, "_backends", {})
         with pytest.raises(trtkit.DependencyError, match=r"pip install 'trtkit\[tensorrt\]'"):
             backend.get_backend("tensorrt")
-        with pytest.raises(trtkit.UnsupportedFeatureError, match="unknown backend"):
+        with pytest.raises(trtkit.ConfigError, match="unknown backend"):
             backend.get_backend("onnxruntime")
     finally:
         mp.undo()

@@ -18,19 +18,23 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
+import platformdirs
 from filelock import FileLock
 
 from trtkit.backend import Backend, get_backend
 from trtkit.builder import BuildConfig, build_engine, parse_size
+from trtkit.builder.conversion import converted_model_path
 from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
+from trtkit.builder.precision import PrecisionPlan, plan_precision
 from trtkit.builder.progress import ProgressCallback
-from trtkit.errors import EngineFileError, TrtkitError
+from trtkit.builder.target import build_target
+from trtkit.errors import EngineFileError
 from trtkit.files import sha256_bytes
 from trtkit.log import get_logger
 from trtkit.manifest import MANIFEST_SUFFIX, BuiltEngine, read_engine_file, write_engine_file
-from trtkit.profiles import Profile, normalize_profiles
+from trtkit.profiles import Profile, ProfilesLike, normalize_profiles
 
 __all__ = ["CacheEntry", "EngineCache", "default_cache_dir"]
 
@@ -44,8 +48,6 @@ def default_cache_dir() -> Path:
     env = os.environ.get("TRTKIT_CACHE_DIR")
     if env:
         return Path(env).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("trtkit")) / "engines"
 
 
@@ -55,19 +57,6 @@ class CacheEntry:
     path: Path
     size: int
     last_used: float
-
-
-def target_key(backend: Backend, config: BuildConfig) -> dict[str, Any]:
-    """What identifies the target of a build, for the cache key."""
-    if backend.features.compute_capability_targets:
-        return {"compute_capabilities": list(config.compute_capabilities or ["default"])}
-    from trtkit.gpu import current_device, device_info
-
-    try:
-        info = device_info(current_device())
-    except TrtkitError:
-        return {"gpu": None}
-    return {"gpu": info.name, "compute_capability": info.cc_string}
 
 
 class EngineCache:
@@ -91,11 +80,14 @@ class EngineCache:
 
     # ---- keys ------------------------------------------------------------------------------------------------
 
-    def key(self, model: OnnxModel, profiles: Sequence[Profile], config: BuildConfig,
-            backend: Backend) -> str:
-        """The content address of the engine these inputs would build."""
-        from trtkit.builder.precision import converter_identity
+    def key(self, model: OnnxModel, profiles: Sequence[Profile], config: BuildConfig, backend: Backend, *,
+            precision: PrecisionPlan | None = None) -> str:
+        """The content address of the engine these inputs would build.
 
+        ``precision``: the build's precision plan, by default :func:`~trtkit.builder.precision.plan_precision`'s
+        (its converter and the converter's version are part of the key).
+        """
+        plan = precision or plan_precision(backend.features, config)
         material = {
             "v": KEY_VERSION,
             "onnx": model.sha256,
@@ -103,8 +95,8 @@ class EngineCache:
             "profiles": [p.to_dict() for p in profiles],
             "backend": backend.name,
             "backend_version": backend.version,
-            "target": target_key(backend, config),
-            "converter": converter_identity(backend, config),
+            "target": build_target(backend, config).to_dict(),
+            "converter": plan.converter_identity,
         }
         return sha256_bytes(json.dumps(material, sort_keys=True).encode())[:32]
 
@@ -135,8 +127,7 @@ class EngineCache:
         return path
 
     def remove(self, key: str) -> None:
-        from trtkit.builder.precision import converted_model_path
-
+        """Delete the entry ``key`` (plan, manifest and converted model), if present."""
         path = self.path_for(key)
         for p in (path, path.with_name(path.name + MANIFEST_SUFFIX), converted_model_path(path)):
             p.unlink(missing_ok=True)
@@ -194,7 +185,7 @@ class EngineCache:
         self,
         model: ModelSource | OnnxModel,
         *,
-        shapes: Any = None,
+        shapes: ProfilesLike = None,
         config: BuildConfig | None = None,
         backend: str | Backend | None = None,
         progress: bool | ProgressCallback | None = None,
@@ -206,7 +197,7 @@ class EngineCache:
         """
         config = config or BuildConfig()
         be = backend if isinstance(backend, Backend) else get_backend(backend)
-        onnx_model = model if isinstance(model, OnnxModel) else load_onnx(model)
+        onnx_model = load_onnx(model)
         profiles = normalize_profiles(shapes)
         key = self.key(onnx_model, profiles, config, be)
         with self.lock(key):
@@ -214,8 +205,6 @@ class EngineCache:
             if found is not None:
                 _log.info("engine cache hit %s", key)
                 return found, True
-            from trtkit.builder.precision import converted_model_path
-
             # A model converted for fp16/bf16 is kept beside its engine as <key>.engine.onnx.
             converted = converted_model_path(self.path_for(key)) if config.precision != "fp32" else None
             if converted is not None:

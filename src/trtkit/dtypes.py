@@ -8,14 +8,27 @@ and with test doubles.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 from trtkit.errors import UnsupportedFeatureError
 
 if TYPE_CHECKING:
     import numpy as np
+    import numpy.typing as npt
 
-__all__ = ["DType", "all_dtypes", "find", "from_onnx", "from_trt", "lookup", "random_array"]
+__all__ = [
+    "PRECISION_ORDER",
+    "DType",
+    "PrecisionKind",
+    "all_dtypes",
+    "find",
+    "from_onnx",
+    "from_trt",
+    "lookup",
+    "onnx_non_numeric",
+    "onnx_precision",
+    "random_array",
+]
 
 RANDOM_INT_HIGH: Final = 8
 """Random integer inputs are uniform in ``[0, RANDOM_INT_HIGH)``: valid as indices and shapes for most models."""
@@ -42,7 +55,7 @@ class DType:
         """Bytes per element (sub-byte types round up to 1)."""
         return max(1, self.bits // 8)
 
-    def to_numpy(self) -> np.dtype[Any]:
+    def to_numpy(self) -> np.dtype[np.generic]:
         """The NumPy dtype; raises UnsupportedFeatureError for types NumPy lacks (bfloat16, fp8, ...)."""
         import numpy as np
 
@@ -78,6 +91,30 @@ _ALIASES: Final = {"fp32": "float32", "float": "float32", "fp16": "float16", "ha
                    "bf16": "bfloat16", "fp8": "float8_e4m3fn", "fp4": "float4_e2m1", "e8m0": "float8_e8m0"}
 
 
+PrecisionKind: TypeAlias = Literal["float", "quantized"]
+# ONNX element types as precisions (what a model "carries"), including types TensorRT has no tensors of.
+_ONNX_PRECISIONS: Final[dict[int, tuple[PrecisionKind, str]]] = {
+    1: ("float", "fp32"), 10: ("float", "fp16"), 16: ("float", "bf16"), 11: ("float", "fp64"),
+    3: ("quantized", "int8"), 2: ("quantized", "uint8"), 17: ("quantized", "fp8"), 18: ("quantized", "fp8"),
+    19: ("quantized", "fp8"), 20: ("quantized", "fp8"), 21: ("quantized", "uint4"), 22: ("quantized", "int4"),
+    23: ("quantized", "fp4"),
+}
+PRECISION_ORDER: Final = ("fp32", "fp16", "bf16", "fp64", "int8", "uint8", "fp8", "int4", "uint4", "fp4")
+"""Precision names of :func:`onnx_precision`, widest float first."""
+_ONNX_NON_NUMERIC: Final = {8: "string", 14: "complex64", 15: "complex128"}
+
+
+def onnx_precision(elem_type: int) -> tuple[PrecisionKind, str] | None:
+    """An ``onnx.TensorProto`` element type as a precision: ``1`` -> ``("float", "fp32")``, ``3`` ->
+    ``("quantized", "int8")``, all FP8 variants -> ``("quantized", "fp8")``; None for other types."""
+    return _ONNX_PRECISIONS.get(elem_type)
+
+
+def onnx_non_numeric(elem_type: int) -> str | None:
+    """``"string"``, ``"complex64"`` or ``"complex128"`` for those ONNX element types, else None."""
+    return _ONNX_NON_NUMERIC.get(elem_type)
+
+
 def all_dtypes() -> tuple[DType, ...]:
     """Every dtype trtkit knows."""
     return _TABLE
@@ -100,7 +137,7 @@ def lookup(name: str) -> DType:
         ) from None
 
 
-def from_trt(value: Any) -> DType:
+def from_trt(value: object) -> DType:
     """Map a ``trt.DataType`` member (from any backend) to a :class:`DType`."""
     member = getattr(value, "name", str(value)).rsplit(".", 1)[-1]
     try:
@@ -120,8 +157,8 @@ def from_onnx(elem_type: int) -> DType:
         ) from None
 
 
-def random_array(dtype: DType | np.dtype[Any], shape: tuple[int, ...],
-                 rng: np.random.Generator) -> np.ndarray[Any, Any]:
+def random_array(dtype: DType | np.dtype[np.generic], shape: tuple[int, ...],
+                 rng: np.random.Generator) -> npt.NDArray[np.generic]:
     """Reproducible test data: floats standard normal, integers uniform in ``[0, RANDOM_INT_HIGH)``, bools fair
     coin flips. The one generator behind ``trtkit compare``, benchmarks and static buffers."""
     import numpy as np

@@ -9,84 +9,43 @@ from __future__ import annotations
 
 import html
 import os
-import sys
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from trtkit import runtime
-from trtkit.errors import EngineIncompatibleError, InputError
+from trtkit.backend import Backend, get_backend
+from trtkit.builder import BuildConfig, build_engine
+from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
+from trtkit.builder.progress import ProgressCallback
+from trtkit.cache import EngineCache
+from trtkit.errors import ConfigError, EngineIncompatibleError, InputError
+from trtkit.files import atomic_write
+from trtkit.gpu import set_device
 from trtkit.log import get_logger
-from trtkit.runtime.tensors import torch_current_stream
+from trtkit.manifest import BuiltEngine, Manifest, manifest_path, write_engine_file
+from trtkit.profiles import ProfilesLike, normalize_profiles
+from trtkit.runtime.context import Context
+from trtkit.runtime.io import ADAPTERS, adapter_of
+from trtkit.runtime.loading import LoadedEngine
+from trtkit.runtime.memory.streams import StreamLike
+from trtkit.runtime.results import Outputs
+from trtkit.runtime.tensors import TensorSpec
+from trtkit.tools.bench import BenchResult, benchmark
+from trtkit.tools.layers import EngineLayers, engine_layers
+from trtkit.tools.torch_export import DynamicSpec, Exporter, TorchModule, cached_export, export_onnx
 
 if TYPE_CHECKING:
-    from trtkit.backend import Backend
-    from trtkit.builder import BuildConfig
-    from trtkit.cache import EngineCache
-    from trtkit.manifest import BuiltEngine, Manifest
-    from trtkit.runtime.loading import LoadedEngine, TensorSpec
-    from trtkit.tools.bench import BenchResult
-    from trtkit.tools.layers import EngineLayers
-    from trtkit.tools.torch_export import Exporter
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = ["Engine", "load_engine"]
 
 _log = get_logger("engine")
 OnIncompatible = Literal["rebuild", "warn", "error"]
-
-
-_FAMILY: dict[type, str] = {}
-
-
-def _family(obj: Any) -> str:
-    """``torch``, ``cupy``, ``numpy`` or ``other``, cached per type."""
-    tp = type(obj)
-    family = _FAMILY.get(tp)
-    if family is None:
-        mod = tp.__module__.split(".", 1)[0]
-        family = mod if mod in ("torch", "cupy", "numpy") else "other"
-        _FAMILY[tp] = family
-    return family
-
-
-def _cupy_stream(a: Any) -> int:
-    cupy = sys.modules["cupy"]
-    return int(cupy.cuda.get_current_stream().ptr)
-
-
-def _torch_factory(like: Any) -> Any:
-    torch = sys.modules["torch"]
-    device = like.device
-    empty = torch.empty
-    types: dict[str, Any] = {}
-
-    def make(name: str, shape: tuple[int, ...], dtype: Any) -> tuple[Any, int]:
-        t = types.get(dtype.name)
-        if t is None:
-            t = types[dtype.name] = getattr(torch, dtype.name)
-        out = empty(shape, dtype=t, device=device)
-        return out, out.data_ptr()
-
-    return make
-
-
-def _cupy_factory(like: Any) -> Any:
-    cupy = sys.modules["cupy"]
-
-    def make(name: str, shape: tuple[int, ...], dtype: Any) -> tuple[Any, int]:
-        out = cupy.empty(shape, dtype=dtype.to_numpy())
-        return out, int(out.data.ptr)
-
-    return make
-
-
-def _to_family(family: str, arr: Any) -> Any:
-    if family == "torch":
-        return sys.modules["torch"].from_dlpack(arr)
-    if family == "cupy":
-        return sys.modules["cupy"].from_dlpack(arr)
-    return arr
+Progress = bool | ProgressCallback | None
 
 
 class Engine:
@@ -97,22 +56,21 @@ class Engine:
 
     def __init__(self, loaded: LoadedEngine) -> None:
         self._loaded = loaded
-        self._factories: dict[Any, Any] = {}
 
     # ---- construction ------------------------------------------------------------------------------------
 
     @classmethod
     def from_onnx(
         cls,
-        model: Any,
+        model: ModelSource | OnnxModel,
         *,
-        shapes: Any = None,
+        shapes: ProfilesLike = None,
         config: BuildConfig | None = None,
         cache: EngineCache | str | os.PathLike[str] | bool = True,
         backend: str | Backend | None = None,
         device: int = 0,
         on_incompatible: OnIncompatible = "rebuild",
-        progress: Any = None,
+        progress: Progress = None,
         allow_host_code: bool = False,
     ) -> Engine:
         """Build an engine from an ONNX model, or reuse the cached one, and load it on ``device``.
@@ -124,17 +82,10 @@ class Engine:
         False to always build. A cached engine that no longer fits this GPU or TensorRT is rebuilt
         (``on_incompatible="rebuild"``), rebuilt with a warning (``"warn"``) or reported (``"error"``).
         """
-        from trtkit.backend import Backend, get_backend
-        from trtkit.builder import build_engine
-        from trtkit.builder.model import load_onnx
-        from trtkit.cache import EngineCache
-        from trtkit.profiles import normalize_profiles
         if on_incompatible not in ("rebuild", "warn", "error"):
-            raise ValueError(f"on_incompatible must be 'rebuild', 'warn' or 'error', got {on_incompatible!r}")
+            raise ConfigError(f"on_incompatible must be 'rebuild', 'warn' or 'error', got {on_incompatible!r}")
         be = backend if isinstance(backend, Backend) else get_backend(backend)
         if not be.features.compute_capability_targets:
-            from trtkit.gpu import set_device
-
             set_device(device)  # full TensorRT builds for the current GPU: make it the one the engine runs on
         if cache is False:
             built = build_engine(model, shapes=shapes, config=config, backend=be, progress=progress)
@@ -152,8 +103,6 @@ class Engine:
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)
             else:
                 _log.info(msg)
-            from trtkit.builder import BuildConfig
-
             key = store.key(onnx_model, normalize_profiles(shapes), config or BuildConfig(), be)
             with store.lock(key):
                 store.remove(key)
@@ -163,13 +112,13 @@ class Engine:
     @classmethod
     def from_torch(
         cls,
-        module: Any,
-        example_inputs: Any,
+        module: TorchModule,
+        example_inputs: object,
         *,
-        dynamic_shapes: Mapping[str, Any] | None = None,
+        dynamic_shapes: DynamicSpec | None = None,
         input_names: Sequence[str] | None = None,
         output_names: Sequence[str] | None = None,
-        shapes: Any = None,
+        shapes: ProfilesLike = None,
         config: BuildConfig | None = None,
         cache: EngineCache | str | os.PathLike[str] | bool = True,
         backend: str | Backend | None = None,
@@ -177,7 +126,7 @@ class Engine:
         opset: int | None = None,
         exporter: Exporter = "auto",
         on_incompatible: OnIncompatible = "rebuild",
-        progress: Any = None,
+        progress: Progress = None,
     ) -> Engine:
         """Export a PyTorch module to ONNX (``torch.onnx.export``), then build or reuse its engine.
 
@@ -188,21 +137,17 @@ class Engine:
         with the same module exports nothing. Needs ``pip install 'trtkit[torch]'``; see
         :mod:`trtkit.torch_export` for the exporters used.
         """
-        import tempfile
-
-        from trtkit.cache import EngineCache
-        from trtkit.tools.torch_export import cached_export, export_onnx
-
-        common: dict[str, Any] = {"dynamic_shapes": dynamic_shapes, "input_names": input_names,
-                                  "output_names": output_names, "shapes": shapes, "opset": opset,
-                                  "exporter": exporter}
         if cache is False:
             with tempfile.TemporaryDirectory(prefix="trtkit-torch-") as tmp:
-                path = export_onnx(module, example_inputs, Path(tmp) / "model.onnx", **common)
+                path = export_onnx(module, example_inputs, Path(tmp) / "model.onnx", dynamic_shapes=dynamic_shapes,
+                                   input_names=input_names, output_names=output_names, shapes=shapes, opset=opset,
+                                   exporter=exporter)
                 return cls.from_onnx(path, shapes=shapes, config=config, cache=False, backend=backend,
                                      device=device, on_incompatible=on_incompatible, progress=progress)
         store = cache if isinstance(cache, EngineCache) else EngineCache(None if cache is True else cache)
-        path, _ = cached_export(module, example_inputs, store.directory, **common)
+        path, _ = cached_export(module, example_inputs, store.directory, dynamic_shapes=dynamic_shapes,
+                                input_names=input_names, output_names=output_names, shapes=shapes, opset=opset,
+                                exporter=exporter)
         return cls.from_onnx(path, shapes=shapes, config=config, cache=store, backend=backend, device=device,
                              on_incompatible=on_incompatible, progress=progress)
 
@@ -219,9 +164,6 @@ class Engine:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the plan (and the manifest, when there is one) to ``path``."""
-        from trtkit.files import atomic_write
-        from trtkit.manifest import manifest_path, write_engine_file
-
         p = Path(path)
         if self._loaded.manifest is not None:
             return write_engine_file(p, self._loaded.plan, self._loaded.manifest)
@@ -252,15 +194,13 @@ class Engine:
     def device(self) -> int:
         return self._loaded.device_index
 
-    def layers(self, *, shapes: Mapping[str, Any] | None = None) -> EngineLayers:
+    def layers(self, *, shapes: Mapping[str, Sequence[int]] | None = None) -> EngineLayers:
         """The engine's layers after fusion (names, types, precisions, tactics) from TensorRT's engine inspector.
 
         Types, precisions and tactics need an engine built with ``BuildConfig(profiling_verbosity="detailed")``;
         otherwise only names come back (``result.verbosity`` says which). Dynamic dims are resolved at
         ``shapes`` (default: the opt shapes of profile 0). See :func:`trtkit.layers.engine_layers`.
         """
-        from trtkit.tools.layers import engine_layers
-
         return engine_layers(self._loaded, shapes=shapes)
 
     def _rows(self) -> list[tuple[str, str, str, str]]:
@@ -288,7 +228,7 @@ class Engine:
 
     # ---- running -------------------------------------------------------------------------------------------
 
-    def __call__(self, inputs: Any = None, /, **named: Any) -> dict[str, Any]:
+    def __call__(self, inputs: object = None, /, **named: object) -> Outputs:
         """Run once. ``inputs``: a dict by name, a sequence in input order, or one array for a one-input model
         (or pass inputs as keywords). Returns outputs by name in the caller's array family."""
         if inputs is None:
@@ -297,52 +237,30 @@ class Engine:
             raise InputError("pass inputs either positionally or as keywords, not both")
         return self.infer(inputs)
 
-    def infer(self, inputs: Any, *, outputs: Mapping[str, Any] | None = None, stream: Any = None) -> dict[str, Any]:
+    def infer(self, inputs: object, *, outputs: Mapping[str, object] | None = None,
+              stream: StreamLike | None = None) -> Outputs:
         """Like calling the engine; also takes output buffers and a stream (see :meth:`Context.infer`)."""
-        first: Any
+        first: object
         if type(inputs) is dict or isinstance(inputs, Mapping):
             first = next(iter(inputs.values()), None)
         else:
             first = inputs[0] if isinstance(inputs, list | tuple) and inputs else inputs
-        family = _family(first)
-        if family == "torch" and stream is None:
-            index = first.get_device()
-            if index >= 0:
-                # Run on the caller's current stream: inputs are ready in its order and torch's allocator is
-                # stream-ordered there, so no handshake; outputs come from torch's allocator, in place.
-                factory = self._factories.get(index)
-                if factory is None:
-                    factory = self._factories[index] = _torch_factory(first)
-                return self._loaded.infer(inputs, outputs=outputs, stream=torch_current_stream(index),
-                                          sync_inputs=False, output_factory=factory)
-        elif family == "cupy" and stream is None:
-            stream = _cupy_stream(first)
-            factory = self._factories.get(("cupy", first.device.id))
-            if factory is None:
-                factory = self._factories[("cupy", first.device.id)] = _cupy_factory(first)
-            return self._loaded.infer(inputs, outputs=outputs, stream=stream, sync_inputs=False,
-                                      output_factory=factory)
-        result = self._loaded.infer(inputs, outputs=outputs, stream=stream)
-        if family in ("torch", "cupy"):
-            provided = outputs or {}
-            return {k: v if k in provided else _to_family(family, v) for k, v in result.items()}
-        return result
+        family = ADAPTERS.get(type(first)) or adapter_of(first)
+        return self._loaded.infer(inputs, outputs=outputs, stream=stream, family=family)
 
-    def create_context(self, *, stream: Any = None, cuda_graph: bool = False) -> Any:
+    def create_context(self, *, stream: StreamLike | None = None, cuda_graph: bool = False) -> Context:
         """A dedicated :class:`~trtkit.runtime.Context` (own stream) for concurrent or async calls."""
         return self._loaded.create_context(stream=stream, cuda_graph=cuda_graph)
 
-    def empty_pinned(self, name: str, shape: Any = None) -> Any:
+    def empty_pinned(self, name: str, shape: Sequence[int] | None = None) -> NDArray[np.generic]:
         """A pinned NumPy array for tensor ``name`` (no staging copy when used as input or output)."""
         return self._loaded.empty_pinned(name, shape=shape)
 
-    def benchmark(self, **kwargs: Any) -> BenchResult | list[BenchResult]:
-        """Measure as trtexec does; see :func:`trtkit.bench.benchmark`."""
-        from trtkit.tools.bench import benchmark
+    def benchmark(self, **kwargs: object) -> BenchResult | list[BenchResult]:
+        """Measure as trtexec does; see :func:`trtkit.tools.bench.benchmark`."""
+        return benchmark(self._loaded, **kwargs)  # type: ignore[arg-type]
 
-        return benchmark(self._loaded, **kwargs)
-
-    def memory_stats(self) -> dict[str, Any]:
+    def memory_stats(self) -> dict[str, object]:
         return self._loaded.memory_stats()
 
     def release_memory(self) -> None:

@@ -16,6 +16,7 @@ from trtkit.builder.progress import ProgressEvent
 from trtkit.errors import (
     BuildCancelledError,
     BuildError,
+    ConfigError,
     ModelError,
     OnnxParseError,
     ShapeError,
@@ -171,12 +172,22 @@ def test_options_the_backend_lacks_raise_with_reason(rtx: Backend) -> None:
 
 
 def test_build_config_validates_values() -> None:
-    with pytest.raises(UnsupportedFeatureError, match="between 0 and 5"):
+    with pytest.raises(ConfigError, match="between 0 and 5"):
         BuildConfig(optimization_level=7)
-    with pytest.raises(UnsupportedFeatureError, match="unknown memory pool"):
+    with pytest.raises(ConfigError, match="memory pool 'vram' is not one of workspace"):
         BuildConfig(memory_pool_limits={"vram": 1})
-    with pytest.raises(UnsupportedFeatureError, match="version_compatible"):
+    with pytest.raises(ConfigError, match="version_compatible"):
         BuildConfig(exclude_lean_runtime=True)
+    with pytest.raises(ConfigError, match="precision 'fp8' is not one of fp32, fp16, bf16"):
+        BuildConfig(precision="fp8")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="tactic source 'CUBLASS'"):
+        BuildConfig(tactic_sources=("cublass",))
+    with pytest.raises(ConfigError, match="compute capability 'sm8x'"):
+        BuildConfig(compute_capabilities=("sm8x",))
+    with pytest.raises(ConfigError, match="unknown BuildConfig options: precison"):
+        BuildConfig.from_dict({"precison": "fp16"})
+    with pytest.raises(ValueError, match="cannot read size"):
+        parse_size("lots")
     assert BuildConfig(memory_pool_limits={"workspace": "1G"}).memory_pool_limits["workspace"] == 1 << 30
     assert parse_size("512M") == 512 << 20
     assert BuildConfig.from_dict(BuildConfig(refit=True).to_dict()) == BuildConfig(refit=True)

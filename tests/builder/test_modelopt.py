@@ -1,4 +1,5 @@
-"""The NVIDIA ModelOpt paths of trtkit.builder.precision, for real with TensorRT-RTX on the CPU.
+"""The NVIDIA ModelOpt paths of trtkit.builder.conversion and trtkit.tools.quantize, for real with TensorRT-RTX
+on the CPU.
 
 ModelOpt pulls in PyTorch, so it is not in the dev extra: these tests run where ``trtkit[modelopt]`` is
 installed and skip elsewhere with the reason.
@@ -15,7 +16,7 @@ from test_precision import resnet_like
 
 from trtkit.backend import Backend
 from trtkit.builder import BuildConfig, build_engine
-from trtkit.builder.precision import check_conversion, quantize
+from trtkit.tools.quantize import check_conversion, quantize
 
 pytest.importorskip("modelopt.onnx.autocast",
                     reason="NVIDIA ModelOpt is not installed (pip install 'trtkit[modelopt]')")

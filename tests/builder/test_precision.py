@@ -18,16 +18,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from trtkit.backend import Backend, Features, get_backend
 from trtkit.builder import BuildConfig, build_engine
-from trtkit.builder.precision import (
-    DEFAULT_FP32_OPS,
-    check_conversion,
-    convert_model,
-    model_precisions,
-    plan_precision,
-    resolve_fp32_ops,
-)
-from trtkit.errors import UnsupportedFeatureError
-from trtkit.tools.compare import DEFAULT_TOLERANCES
+from trtkit.builder.config import DEFAULT_FP32_OPS, resolve_fp32_ops
+from trtkit.builder.conversion import convert_model
+from trtkit.builder.precision import model_precisions, plan_precision
+from trtkit.errors import ConfigError, UnsupportedFeatureError
+from trtkit.tools.metrics import DEFAULT_TOLERANCES
+from trtkit.tools.quantize import check_conversion
 
 pytest.importorskip("onnxconverter_common", reason="onnxconverter-common is in the dev extra")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev extra")
@@ -170,7 +166,7 @@ def test_check_conversion_reports_its_tolerance_and_evaluator(cnn: Path) -> None
     data = check_conversion(cnn, conversion.model, inputs=_image(), precision="bf16").to_dict()
     assert data["evaluator"] == "onnxruntime" and data["precision"] == "bf16"
     assert data["tolerance"] == {"rtol": 5e-2, "atol": 1e-2, "min_cosine": 0.99, "max_mismatch": 0.01}
-    with pytest.raises(UnsupportedFeatureError, match="no default tolerance for precision 'int4'"):
+    with pytest.raises(ConfigError, match="no default tolerance for precision 'int4'"):
         check_conversion(cnn, conversion.model, inputs=_image(), precision="int4")
 
 
@@ -251,7 +247,21 @@ def _features(**kw: Any) -> Features:
 def test_plan_precision(flags: bool, precision: str, strongly_typed: bool, expected: str) -> None:
     features = _features(precision_flags=flags, always_strongly_typed=not flags)
     config = BuildConfig(precision=precision, strongly_typed=strongly_typed)  # type: ignore[arg-type]
-    assert plan_precision(features, config) == expected
+    plan = plan_precision(features, config, converters={"modelopt": "0.1", "onnxconverter-common": "1.16"})
+    assert plan.route == expected
+    assert plan.builder_flags == ((precision.upper(),) if expected == "builder_flags" else ())
+    assert plan.converter_identity == ("modelopt 0.1" if expected == "convert" else None)
+
+
+def test_plan_precision_picks_the_converter_installed() -> None:
+    features = _features(precision_flags=False, always_strongly_typed=True)
+    fp16, bf16 = BuildConfig(precision="fp16"), BuildConfig(precision="bf16")
+    only_occ = {"onnxconverter-common": "1.16"}
+    assert plan_precision(features, fp16, converters=only_occ).converter_identity == "onnxconverter-common 1.16"
+    with pytest.raises(UnsupportedFeatureError, match=r"trtkit\[modelopt\]"):
+        plan_precision(features, bf16, converters=only_occ)
+    with pytest.raises(ImportError, match="onnxconverter-common"):
+        plan_precision(features, fp16, converters={})
 
 
 def test_resolve_fp32_ops() -> None:
@@ -259,7 +269,7 @@ def test_resolve_fp32_ops() -> None:
     assert resolve_fp32_ops(["none"]) == ()
     assert resolve_fp32_ops(["Softmax", "Exp"]) == ("Softmax", "Exp")
     assert resolve_fp32_ops(["+Erf", "-Resize"]) == (*(o for o in DEFAULT_FP32_OPS if o != "Resize"), "Erf")
-    with pytest.raises(UnsupportedFeatureError):
+    with pytest.raises(ConfigError):
         resolve_fp32_ops(["Softmax", "+Erf"])
 
 

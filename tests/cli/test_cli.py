@@ -11,7 +11,7 @@ import onnx
 import pytest
 from support.onnx_factory import conv_relu, unsupported_op
 
-from trtkit.backend import Backend
+from trtkit.backend import Backend, get_backend
 from trtkit.cli import main
 from trtkit.manifest import read_engine_file
 
@@ -102,3 +102,42 @@ def test_demo_builds_sample_and_explains_why_it_cannot_run(rtx: Backend) -> None
     reason = run_blocker(rtx)
     if reason is not None:
         assert "not running the engine" in proc.stdout
+
+
+def test_every_build_config_field_has_one_build_flag() -> None:
+    from dataclasses import fields
+
+    from trtkit.builder import BuildConfig
+    from trtkit.cli._options import CONFIG_FLAGS, make_config
+    from trtkit.cli.build import build_command
+
+    assert sorted(f.field for f in CONFIG_FLAGS) == sorted(f.name for f in fields(BuildConfig))
+    assert make_config(build_command.make_context("build", ["m.onnx"]).params) == BuildConfig()
+    flags = ["--noTF32", "--memPoolSize=workspace:2", "--tacticSources", "cublas,CUDNN", "--convertIOTypes"]
+    config = make_config(build_command.make_context("build", ["m.onnx", *flags]).params)
+    assert config == BuildConfig(tf32=False, memory_pool_limits={"workspace": 2 << 20},
+                                 tactic_sources=("cublas", "CUDNN"), keep_io_types=False)
+
+
+def test_build_flag_choices_come_from_the_config_vocabularies(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "[fp32|fp16|bf16]" in text and "[auto|modelopt|onnxconverter-common]" in text
+    assert "[none|ampere_plus|same_compute_capability]" in text
+
+
+def test_bad_build_flag_values_are_one_line(rtx: Backend, dyn_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["build", str(dyn_model), "--backend", "tensorrt_rtx", "--no-progress", "--tacticSources", "cublass"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert "tactic source 'CUBLASS' is not one of CUBLAS" in err
+
+
+def test_backend_module_option_is_gone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Tests inject the TensorRT double through the ``trt_double_backend`` fixture, not a CLI option."""
+    assert main(["run", str(tmp_path / "m.engine"), "--backend-module", "trt_double"]) == 2
+    assert "--backend-module" in capsys.readouterr().err
+
+
+def test_trt_double_backend_fixture_is_the_default_backend(trt_double_backend: Backend) -> None:
+    assert get_backend() is trt_double_backend and get_backend("tensorrt") is trt_double_backend

@@ -386,10 +386,14 @@ def _is_protocol(cls: ast.ClassDef) -> bool:
                                                                      "Protocol") for b in cls.bases)
 
 
+PROTOCOLS = "backend/protocols.py"
+"""Where trtkit's Protocol types for the TensorRT surface live, relative to the trtkit package."""
+
+
 def protocol_uses(text: str | None = None) -> tuple[list[Use], list[str]]:
-    """Members of the Protocol classes in trtkit/backend.py (or ``text``), and problems reading them."""
+    """Members of the Protocol classes in trtkit/backend/protocols.py (or ``text``), and problems reading them."""
     if text is None:
-        text = (trtkit_dir() / "backend.py").read_text()
+        text = (trtkit_dir() / PROTOCOLS).read_text()
     lines = text.splitlines()
     uses: list[Use] = []
     problems: list[str] = []
@@ -403,14 +407,14 @@ def protocol_uses(text: str | None = None) -> tuple[list[Use], list[str]]:
         elif doc.startswith("The ``tensorrt``"):
             owner = None
         else:
-            problems.append(f"backend.py:{cls.lineno}: Protocol {cls.name} does not say what it mirrors (its "
+            problems.append(f"{PROTOCOLS}:{cls.lineno}: Protocol {cls.name} does not say what it mirrors (its "
                             "docstring must start with ``trt.ClassName`` or 'The ``tensorrt`` module')")
             continue
         only = _flavor_marker(doc)
         setters = {d.value.id for f in cls.body if isinstance(f, ast.FunctionDef) for d in f.decorator_list
                    if isinstance(d, ast.Attribute) and d.attr == "setter" and isinstance(d.value, ast.Name)}
         for node in cls.body:
-            where = f"backend.py:{node.lineno}"
+            where = f"{PROTOCOLS}:{node.lineno}"
             member_only = _member_marker(lines, node) or only
             if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
                 kind = "attribute" if owner is None else "settable property"
@@ -542,8 +546,8 @@ def source_files() -> Iterator[Path]:
 def lookups() -> tuple[list[Lookup], list[str]]:
     """Every ``trt.X[.Y...]`` trtkit looks up with literal names, and the dynamic ones it could not check.
 
-    Module expressions recognised: the name ``trt`` and any ``<expr>.trt`` everywhere; in backend.py (the one
-    module that imports TensorRT) also ``module`` and ``m``. Lookups: ``<x>.enum("Enum", "MEMBER")`` (and a
+    Module expressions recognised: the name ``trt`` and any ``<expr>.trt`` everywhere; in the backend package
+    (the one place that imports TensorRT) also ``module`` and ``m``. Lookups: ``<x>.enum("Enum", "MEMBER")`` (and a
     local ``enum = backend.enum``), attribute chains on a module expression, ``getattr``/``hasattr`` on one.
     """
     found: list[Lookup] = []
@@ -551,7 +555,7 @@ def lookups() -> tuple[list[Lookup], list[str]]:
     root = trtkit_dir()
     for path in source_files():
         rel = path.relative_to(root.parent).as_posix()
-        names = {"trt", "module", "m"} if path.name == "backend.py" and path.parent == root else {"trt"}
+        names = {"trt", "module", "m"} if path.parent == root / "backend" else {"trt"}
         f, d = scan_lookups(path.read_text(), rel, names)
         found += f
         dynamic += d

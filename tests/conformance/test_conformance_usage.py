@@ -2,7 +2,7 @@
 
 What counts as "used" is read from the source (AST), never from a hand-kept list:
 
-* **protocols** - the Protocol classes in ``trtkit/backend.py``. A Protocol whose docstring starts with
+* **protocols** - the Protocol classes in ``trtkit/backend/protocols.py``. A Protocol whose docstring starts with
   ``trt.ClassName`` mirrors that class; one starting "The ``tensorrt`` module" mirrors the module. Methods must
   be methods; a ``@property`` without setter must be readable (a settable property reads too); a property
   with a setter, or an annotated attribute, must be a settable property; module members must exist (a ``def``
@@ -10,9 +10,9 @@ What counts as "used" is read from the source (AST), never from a hand-kept list
   docstring restricts the whole Protocol; the same words in a comment on a member's first line (or the comment
   lines right above it) or in the member's docstring restrict that member alone.
 * **lookups** - ``<x>.enum("Enum", "MEMBER")`` calls with literal names (an ``IfExp`` of two literals counts
-  as both), attribute chains on ``trt`` / ``<expr>.trt`` (and ``module`` / ``m`` inside backend.py), and
-  ``getattr`` / ``hasattr`` on those with a literal name. A lookup is *optional* (reported per version, never
-  failed) when its absence is handled by construction: ``hasattr``, ``getattr`` with a default,
+  as both), attribute chains on ``trt`` / ``<expr>.trt`` (and ``module`` / ``m`` inside the ``trtkit/backend``
+  package), and ``getattr`` / ``hasattr`` on those with a literal name. A lookup is *optional* (reported per
+  version, never failed) when its absence is handled by construction: ``hasattr``, ``getattr`` with a default,
   ``enum(..., option=...)`` (raises UnsupportedFeatureError naming the user's option), anything inside
   ``Backend._detect_features``, inside an ``if``/``while``/conditional/``and`` whose test reads ``features``
   (or a local alias of ``<x>.features``), or inside a ``try`` whose handler catches UnsupportedFeatureError or
@@ -47,7 +47,7 @@ def test_protocols(target: C.Target) -> None:
             bad.append(f"{use.where}: {use.label} ({use.kind}{', ' + use.only + ' only' if use.only else ''}): "
                        f"{why}")
     C.record(target, "protocols", len(relevant), len(bad))
-    assert relevant, "no Protocol members found in trtkit/backend.py: the reader is broken"
+    assert relevant, "no Protocol members found in trtkit/backend/protocols.py: the reader is broken"
     assert not bad, f"{len(bad)} of {len(relevant)} members trtkit's Protocols declare do not conform to " \
         f"{target.id} ({surf['version']}):\n  " + "\n  ".join(bad)
 

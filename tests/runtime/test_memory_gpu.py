@@ -11,7 +11,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def pools():
-    from trtkit import memory
+    from trtkit.runtime import memory
 
     dev = memory.device(0)
     return memory.DevicePool(0), memory.PinnedPool(0), memory.new_stream(dev)
@@ -36,7 +36,7 @@ def test_pool_stats_reuse_and_release(pools) -> None:
 
 
 def test_stream_ordered_free_then_reuse_keeps_data_order(pools) -> None:
-    from trtkit import memory
+    from trtkit.runtime import memory
 
     pool, pinned, s = pools
     host = pinned.empty((1 << 18,), np.float32, s)
@@ -58,8 +58,8 @@ def test_pinned_pool_kind(pools) -> None:
 @pytest.mark.parametrize(("flavor", "version"), [("tensorrt", "10.16.1.11"), ("tensorrt", "11.4.0.106"),
                                                  ("tensorrt_rtx", None)])
 def test_gpu_async_allocator_both_argument_orders(pools, flavor: str, version: str | None) -> None:
-    from trtkit import memory
     from trtkit.backend import Backend
+    from trtkit.runtime import memory
 
     pool, _, s = pools
     mod = trt_double.make_module(flavor, version=version)
@@ -77,7 +77,7 @@ def test_gpu_async_allocator_both_argument_orders(pools, flavor: str, version: s
 
 
 def test_device_array_exports_dlpack_to_torch_and_cupy(pools) -> None:
-    from trtkit import memory
+    from trtkit.runtime import memory
 
     pool, pinned, s = pools
     host = pinned.empty((4, 3), np.float32, s)

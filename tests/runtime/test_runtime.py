@@ -266,10 +266,11 @@ def test_summarize_percentiles() -> None:
     assert st.mean == pytest.approx(50.5)
 
 
-def test_cli_run_without_inputs_fails_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_run_without_inputs_fails_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    trt_double_backend: Backend) -> None:
     eng = tmp_path / "m.engine"
     eng.write_bytes(TWO_PROFILES)
-    assert main(["run", str(eng), "--backend-module", "trt_double"]) == 1
+    assert main(["run", str(eng)]) == 1
     assert "no inputs given" in capsys.readouterr().err
 
 

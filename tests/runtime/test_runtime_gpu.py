@@ -220,7 +220,7 @@ def test_leak_10000_calls_back_to_baseline(eng) -> None:
     assert after.reserved == base.reserved
 
 
-def test_cli_run_and_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_run_and_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str], trt_double_backend: Backend) -> None:
     from trtkit.cli.main import main
 
     eng_path = tmp_path / "affine.engine"
@@ -228,12 +228,11 @@ def test_cli_run_and_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "out.npz"
-    assert main(["run", str(eng_path), "--input", f"x={tmp_path / 'x.npy'}", "-o", str(out),
-                 "--backend-module", "trt_double"]) == 0
+    assert main(["run", str(eng_path), "--input", f"x={tmp_path / 'x.npy'}", "-o", str(out)]) == 0
     np.testing.assert_array_equal(np.load(out)["y"], x * 2 + 1)
     js = tmp_path / "bench.json"
     assert main(["bench", str(eng_path), "--shapes", "x:8x4", "--shapes", "x:64x4", "--iterations", "300",
-                 "--json", str(js), "--backend-module", "trt_double"]) == 0
+                 "--json", str(js)]) == 0
     text = capsys.readouterr().out
     assert "Throughput:" in text and "GPU Compute Time:" in text and "percentile(99%)" in text
     import json
@@ -243,7 +242,8 @@ def test_cli_run_and_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert all(d["iterations"] == 300 and d["gpu_compute_ms"]["median"] > 0 for d in data)
 
 
-def test_cli_inspect_layers_and_engine_layers(be, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_inspect_layers_and_engine_layers(be, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              trt_double_backend: Backend) -> None:
     """`trtkit inspect --layers` loads the engine and prints TensorRT's engine-inspector layers; dynamic dims
     are resolved through an execution context at the opt shapes, so precisions are known."""
     import json
@@ -254,13 +254,13 @@ def test_cli_inspect_layers_and_engine_layers(be, tmp_path: Path, capsys: pytest
 
     detailed = tmp_path / "detailed.engine"
     detailed.write_bytes(trt_double.make_plan(profiling_verbosity="DETAILED"))
-    assert main(["inspect", str(detailed), "--layers", "--backend-module", "trt_double"]) == 0
+    assert main(["inspect", str(detailed), "--layers"]) == 0
     text = capsys.readouterr().out
     assert "input  x" in text and "output y" in text
     rows = [line.split() for line in text.splitlines() if line.strip().startswith("0 ")]
     assert rows == [["0", "PointWise", "float32", "0x0000000000000000", "affine"]]
 
-    assert main(["inspect", str(detailed), "--layers", "--json", "--backend-module", "trt_double"]) == 0
+    assert main(["inspect", str(detailed), "--layers", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["verbosity"] == "detailed" and data["io_tensors"] == ["x", "y"]
     (layer,) = data["layers"]
@@ -269,7 +269,7 @@ def test_cli_inspect_layers_and_engine_layers(be, tmp_path: Path, capsys: pytest
 
     names_only = tmp_path / "names.engine"
     names_only.write_bytes(AFFINE)  # built with TensorRT's default LAYER_NAMES_ONLY
-    assert main(["inspect", str(names_only), "--layers", "--backend-module", "trt_double"]) == 0
+    assert main(["inspect", str(names_only), "--layers"]) == 0
     text = capsys.readouterr().out
     assert "affine" in text and "--profilingVerbosity detailed" in text
 
@@ -314,8 +314,7 @@ LARGE = trt_double.make_plan(profiles=[{"x": ((1, 4), (1 << 21, 4), (1 << 21, 4)
 
 
 def test_large_pageable_arrays_take_the_parallel_path(be) -> None:
-    from trtkit import memory
-    from trtkit.runtime import load_engine
+    from trtkit.runtime import load_engine, memory
 
     n = 1 << 21  # 32 MiB each way: above memory.PARALLEL_COPY_MIN
     assert n * 16 >= memory.PARALLEL_COPY_MIN

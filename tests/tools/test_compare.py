@@ -1,4 +1,5 @@
-"""trtkit.tools.compare: the metrics against hand-computed values, and ONNX-vs-ONNX comparisons through ONNX Runtime."""
+"""trtkit.tools.metrics against hand-computed values; trtkit.tools.compare on ONNX-vs-ONNX comparisons through
+ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -17,20 +18,18 @@ from support.onnx_factory import conv_relu
 from trtkit.backend import Backend
 from trtkit.builder import build_engine
 from trtkit.cli.main import main
-from trtkit.errors import DependencyError, InputError, ShapeError
+from trtkit.errors import ConfigError, DependencyError, InputError, ShapeError
 from trtkit.runtime.compat import run_blocker
-from trtkit.tools.compare import (
+from trtkit.tools.compare import compare, generate_inputs, run_onnxruntime
+from trtkit.tools.metrics import (
     DEFAULT_TOLERANCES,
     Tolerance,
-    compare,
     compare_outputs,
     cosine_similarity,
-    generate_inputs,
     max_abs_error,
     max_rel_error,
     mean_abs_error,
     mismatch_count,
-    run_onnxruntime,
 )
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is the accuracy reference (pip install onnxruntime)")
@@ -138,9 +137,9 @@ def test_default_tolerances_never_tighten_as_mantissa_bits_drop() -> None:
 
 
 def test_tolerance_needs_both_bounds_or_neither() -> None:
-    with pytest.raises(InputError, match="both rtol and atol"):
+    with pytest.raises(ConfigError, match="both rtol and atol"):
         Tolerance(rtol=1e-3, atol=None)
-    with pytest.raises(InputError, match="fraction"):
+    with pytest.raises(ConfigError, match="fraction"):
         Tolerance(rtol=1e-3, atol=1e-3, max_mismatch=2.0)
 
 

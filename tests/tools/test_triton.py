@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 from trtkit import dtypes
 from trtkit.builder import build_engine
 from trtkit.cli.main import main
-from trtkit.errors import EngineFileError, EngineIncompatibleError
+from trtkit.errors import ConfigError, EngineFileError, EngineIncompatibleError
 from trtkit.files import sha256_bytes
 from trtkit.manifest import Manifest, TensorInfo, manifest_path, read_engine_file, write_engine_file
 from trtkit.profiles import Profile, ShapeRange
@@ -248,8 +248,23 @@ def test_valid_model_name(static_engine: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version", [0, -1])
 def test_invalid_versions(static_engine: Path, tmp_path: Path, version: int) -> None:
-    with pytest.raises(TritonExportError, match="integer >= 1"):
+    with pytest.raises(ConfigError, match="integer >= 1"):
         export_triton(static_engine, tmp_path, name="m", version=version, allow_rtx=True)
+
+
+@pytest.mark.parametrize(("option", "match"), [
+    ({"instances": 0}, "instances must be an integer >= 1"),
+    ({"gpus": [0, 0]}, "distinct GPU indices"),
+    ({"gpus": [-1]}, "distinct GPU indices"),
+    ({"max_batch_size": -1}, "max_batch_size must be an integer >= 0"),
+    ({"max_queue_delay_us": -5}, "max_queue_delay_us must be an integer >= 0"),
+    ({"dynamic_batching": False, "preferred_batch_sizes": [2]}, "dynamic batcher, which is turned off"),
+])
+def test_out_of_range_options_raise_config_error(dynamic_engine: Path, tmp_path: Path, option: dict[str, Any],
+                                                 match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        export_triton(dynamic_engine, tmp_path, name="m", allow_rtx=True, **option)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bare_plan_refused(static_engine: Path, tmp_path: Path) -> None:

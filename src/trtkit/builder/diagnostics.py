@@ -7,11 +7,13 @@ here group unsupported ops by type and domain, name the ONNX node behind a faili
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 from trtkit.backend import Backend, OnnxParser
-from trtkit.builder.model import OnnxModel
+from trtkit.builder.model import OnnxModel, iter_graphs
+from trtkit.dtypes import onnx_non_numeric
 from trtkit.errors import ModelError, OnnxParseError, ParserIssue, ShapeError
 from trtkit.profiles import Profile
 
@@ -20,7 +22,6 @@ __all__ = ["build_failure_message", "parse_into"]
 
 _ONNX_TYPE_KINDS: Final = {"sequence_type": "a sequence", "map_type": "a map", "optional_type": "an optional",
                            "sparse_tensor_type": "a sparse tensor"}
-_NON_TRT_ELEM_TYPES: Final = {8: "string", 14: "complex64", 15: "complex128"}
 
 
 def _check_model_inputs(model: OnnxModel) -> None:
@@ -37,9 +38,10 @@ def _check_model_inputs(model: OnnxModel) -> None:
                 "model with tensor inputs (or run the part that consumes this input outside TensorRT)"
             )
         tt = v.type.tensor_type
-        if tt.elem_type in _NON_TRT_ELEM_TYPES:
+        non_numeric = onnx_non_numeric(tt.elem_type)
+        if non_numeric is not None:
             raise ModelError(
-                f"model input {v.name!r} has element type {_NON_TRT_ELEM_TYPES[tt.elem_type]}, which TensorRT "
+                f"model input {v.name!r} has element type {non_numeric}, which TensorRT "
                 "does not support; do that preprocessing outside the model"
             )
         if not tt.HasField("shape"):
@@ -132,14 +134,6 @@ _LAYER = re.compile(r"\bI[A-Za-z]*Layer ([^\s:]+)")
 _CONTROL_FLOW: Final = ("If", "Loop", "Scan")
 
 
-def _count_ops(graph: Any, counts: dict[str, int]) -> None:
-    for node in graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
-        for attr in node.attribute:
-            for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                _count_ops(g, counts)
-
-
 def build_failure_message(backend: Backend, name: str, model: OnnxModel, errors: Sequence[str],
                    profiles: Sequence[Profile]) -> str:
     """The message for a failed ``build_serialized_network``: TensorRT's first error, its ONNX node, a hint."""
@@ -156,8 +150,7 @@ def build_failure_message(backend: Backend, name: str, model: OnnxModel, errors:
     shapes = "; ".join(f"profile {i}: {p}" for i, p in enumerate(profiles) if len(p))
     if "Internal Error" in first:
         message += f"\nThis is an internal error of {backend.label}, not a problem with the options given."
-        counts: dict[str, int] = {}
-        _count_ops(model.proto.graph, counts)
+        counts = Counter(node.op_type for g in iter_graphs(model.proto.graph) for node in g.node)
         flow = [f"{op} x{counts[op]}" for op in _CONTROL_FLOW if counts.get(op)]
         if flow:
             message += (

@@ -1,7 +1,9 @@
 """Reading ONNX models: from a path, bytes or ``onnx.ModelProto``, with external weight files.
 
-Also prepares a model for TensorRT's parser: dim names that TensorRT would take for one shared symbol
-(several dims all named ``"?"``, for instance) are made distinct.
+:func:`load_onnx` is the one place a model argument becomes an :class:`OnnxModel`. It also prepares a model for
+TensorRT's parser: dim names that TensorRT would take for one shared symbol (several dims all named ``"?"``, for
+instance) are made distinct. :func:`iter_graphs` walks a graph with its subgraphs; :func:`save_onnx` writes a
+model, with external weights where protobuf's 2 GiB limit requires them.
 """
 
 from __future__ import annotations
@@ -12,16 +14,26 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from types import ModuleType
+from typing import TYPE_CHECKING, Final, TypeAlias
 
+from trtkit.deps import require
 from trtkit.dtypes import from_onnx
-from trtkit.errors import DependencyError, ModelError, UnsupportedFeatureError
+from trtkit.errors import ModelError, UnsupportedFeatureError
 from trtkit.profiles import InputInfo
 
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["ModelSource", "OnnxModel", "load_onnx"]
+__all__ = [
+    "PROTOBUF_LIMIT",
+    "ModelSource",
+    "OnnxModel",
+    "iter_graphs",
+    "load_onnx",
+    "needs_external_data",
+    "save_onnx",
+]
 
 ModelSource: TypeAlias = "str | os.PathLike[str] | bytes | onnx.ModelProto"
 
@@ -29,15 +41,48 @@ ModelSource: TypeAlias = "str | os.PathLike[str] | bytes | onnx.ModelProto"
 # unrelated "?" dims would be forced equal. Any other name (``batch``, ``p2o.DynamicDimension.0``) is a
 # deliberate symbol and is kept.
 _PLACEHOLDERS = frozenset({"?", "unk", "unknown", "none", "null", "n/a", "-1", "dynamic", "*", "-"})
-_MAX_PROTO = 2**31 - 1
+PROTOBUF_LIMIT: Final = 2**31 - 1
+"""Protobuf's limit on one serialized message (2 GiB): larger models keep their weights in external files."""
+_SAVE_HEADROOM: Final = 1 << 20  # the saved file adds a little to ByteSize()
 
 
-def _onnx() -> Any:
-    try:
-        import onnx
-    except ImportError as exc:  # pragma: no cover - onnx is a hard dependency
-        raise DependencyError(f"the onnx package is required: pip install onnx ({exc})") from exc
-    return onnx
+def _onnx() -> ModuleType:
+    return require("onnx", purpose="reading ONNX models", install="pip install onnx")
+
+
+def iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """``graph`` and every subgraph nested in its nodes' attributes (If, Loop, Scan bodies), depth first."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from iter_graphs(attr.g)
+            for g in attr.graphs:
+                yield from iter_graphs(g)
+
+
+def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    for g in iter_graphs(graph):
+        yield from g.initializer
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+
+
+def needs_external_data(proto: onnx.ModelProto) -> bool:
+    """Whether ``proto`` is too big to save with its weights inline (protobuf's 2 GiB limit)."""
+    return int(proto.ByteSize()) > PROTOBUF_LIMIT - _SAVE_HEADROOM
+
+
+def save_onnx(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
+    """Write ``proto`` to ``path``: weights inline below 2 GiB, else in ``<name>.data`` beside it."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    big = needs_external_data(proto)
+    _onnx().save_model(proto, str(p), save_as_external_data=big, location=f"{p.name}.data")
+    return p
 
 
 @dataclass
@@ -70,7 +115,7 @@ class OnnxModel:
 
     def serialized(self) -> bytes:
         """The model as bytes for ``parser.parse``; external weights stay referenced by location."""
-        if self.proto.ByteSize() > _MAX_PROTO:
+        if self.proto.ByteSize() > PROTOBUF_LIMIT:
             raise ModelError(
                 "the model is larger than 2 GiB with its weights inline; save it with external data "
                 "(onnx.save(model, path, save_as_external_data=True)) and pass the path"
@@ -89,8 +134,17 @@ class OnnxModel:
     def opsets(self) -> dict[str, int]:
         return {o.domain or "ai.onnx": o.version for o in self.proto.opset_import}
 
+    def proto_with_weights(self) -> onnx.ModelProto:
+        """A copy of :attr:`proto` with its external weights loaded into it."""
+        mod = _onnx()
+        proto: onnx.ModelProto = mod.ModelProto()
+        proto.CopyFrom(self.proto)
+        if self.base_dir is not None and next(_external_files(proto), None) is not None:
+            mod.external_data_helper.load_external_data_for_model(proto, str(self.base_dir))
+        return proto
 
-def _value_info(v: Any) -> InputInfo:
+
+def _value_info(v: onnx.ValueInfoProto) -> InputInfo:
     tt = v.type.tensor_type
     dims: list[int] = []
     names: list[str | None] = []
@@ -108,30 +162,17 @@ def _value_info(v: Any) -> InputInfo:
     return InputInfo(v.name, tuple(dims), dtype, tuple(names))
 
 
-def _external_files(proto: Any) -> Iterator[str]:
+def _external_files(proto: onnx.ModelProto) -> Iterator[str]:
     seen: set[str] = set()
     for tensor in _all_tensors(proto.graph):
-        if tensor.data_location == 1:  # TensorProto.EXTERNAL
+        if tensor.data_location == _onnx().TensorProto.EXTERNAL:
             for entry in tensor.external_data:
                 if entry.key == "location" and entry.value not in seen:
                     seen.add(entry.value)
                     yield entry.value
 
 
-def _all_tensors(graph: Any) -> Iterator[Any]:
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("g"):
-                yield from _all_tensors(attr.g)
-            for g in attr.graphs:
-                yield from _all_tensors(g)
-
-
-def _hash_model(raw: bytes, proto: Any, base: Path | None) -> str:
+def _hash_model(raw: bytes, proto: onnx.ModelProto, base: Path | None) -> str:
     h = hashlib.sha256()
     h.update(raw)
     for location in sorted(_external_files(proto)):
@@ -153,7 +194,7 @@ def _hash_model(raw: bytes, proto: Any, base: Path | None) -> str:
     return h.hexdigest()
 
 
-def _make_dims_distinct(proto: Any) -> dict[tuple[str, int], tuple[str, str]]:
+def _make_dims_distinct(proto: onnx.ModelProto) -> dict[tuple[str, int], tuple[str, str]]:
     """Rename placeholder dim names so unrelated dims are not equated by TensorRT."""
     renamed: dict[tuple[str, int], tuple[str, str]] = {}
     taken = {
@@ -179,13 +220,17 @@ def _make_dims_distinct(proto: Any) -> dict[tuple[str, int], tuple[str, str]]:
     return renamed
 
 
-def load_onnx(source: ModelSource) -> OnnxModel:
+def load_onnx(source: ModelSource | OnnxModel) -> OnnxModel:
     """Load an ONNX model from a path, bytes or ``onnx.ModelProto`` (the proto is copied, not changed).
+
+    An :class:`OnnxModel` is returned as it is: every function taking a model argument calls this.
 
     Raises:
         ModelError: the file is missing, is not ONNX, has an empty graph, or its external weight files are
             missing.
     """
+    if isinstance(source, OnnxModel):
+        return source
     onnx = _onnx()
     from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 

@@ -10,7 +10,9 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Literal, Protocol, TypeAlias
+
+from trtkit.backend import TrtModule
 
 __all__ = ["ProgressCallback", "ProgressEvent", "TqdmProgress", "make_monitor"]
 
@@ -33,6 +35,16 @@ class ProgressEvent:
 ProgressCallback: TypeAlias = Callable[[ProgressEvent], "bool | None"]
 
 
+class _Bar(Protocol):
+    """The part of a ``tqdm`` bar used here."""
+
+    n: int
+
+    def set_postfix_str(self, s: str, refresh: bool = ...) -> None: ...
+    def refresh(self) -> None: ...
+    def close(self) -> None: ...
+
+
 class TqdmProgress:
     """A progress callback that draws one tqdm bar per top-level build phase on stderr."""
 
@@ -41,7 +53,7 @@ class TqdmProgress:
 
         self._tqdm = tqdm
         self._leave = leave
-        self._bars: dict[str, Any] = {}
+        self._bars: dict[str, _Bar] = {}
         self._parents: dict[str, str | None] = {}
 
     def __call__(self, event: ProgressEvent) -> bool:
@@ -109,7 +121,8 @@ class _MonitorState:
         return True
 
 
-def make_monitor(trt: Any, callback: ProgressCallback | None, cancel: threading.Event | None) -> tuple[Any, Any]:
+def make_monitor(trt: TrtModule, callback: ProgressCallback | None,
+                 cancel: threading.Event | None) -> tuple[object, _MonitorState]:
     """Return ``(monitor, state)``: a ``trt.IProgressMonitor`` forwarding to ``callback``.
 
     ``state.reason`` says why the build was cancelled, if it was.
@@ -119,7 +132,7 @@ def make_monitor(trt: Any, callback: ProgressCallback | None, cancel: threading.
 
     class _Monitor(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
-            base.__init__(self)
+            super().__init__()
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             state.deliver(ProgressEvent("start", phase_name, parent_phase or None, 0, num_steps))

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock
 
+from trtkit.backend import BuilderConfig
 from trtkit.errors import BuildError
 from trtkit.files import atomic_write
 from trtkit.log import get_logger
@@ -32,7 +32,7 @@ class TimingCacheFile:
     def _read(self) -> bytes:
         return self.path.read_bytes() if self.path.is_file() else b""
 
-    def attach(self, cfg: Any) -> None:
+    def attach(self, cfg: BuilderConfig) -> None:
         """Load the file (or start empty) and set it on the builder config."""
         with self._lock:
             blob = self._read()
@@ -46,7 +46,7 @@ class TimingCacheFile:
             raise BuildError(f"TensorRT did not accept the timing cache {str(self.path)!r}")
         _log.debug("timing cache %s loaded (%d bytes)", self.path, len(blob))
 
-    def save(self, cfg: Any) -> None:
+    def save(self, cfg: BuilderConfig) -> None:
         """Merge the config's cache with the file's current content and write it back atomically."""
         cache = cfg.get_timing_cache()
         if cache is None:
@@ -57,6 +57,6 @@ class TimingCacheFile:
                 other = cfg.create_timing_cache(on_disk)
                 if other is not None and not cache.combine(other, True):
                     _log.warning("could not merge timing cache %s; overwriting it", self.path)
-            data = memoryview(cache.serialize())
+            data = memoryview(cache.serialize())  # type: ignore[arg-type]
             atomic_write(self.path, data)
         _log.debug("timing cache %s saved (%d bytes)", self.path, data.nbytes)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
-from trtkit.cli.run import backend_options, load_kwargs, load_options, resolve_backend
+from trtkit.cli.run import backend_options, load_kwargs, load_options
 from trtkit.profiles import parse_shape_spec
+from trtkit.runtime.loading import load_engine
+from trtkit.tools.bench import benchmark
 
 
 @click.command("bench")
@@ -30,14 +31,11 @@ from trtkit.profiles import parse_shape_spec
 @load_options
 def bench_command(engine: Path, shapes: tuple[str, ...], warmup: float, duration: float, iterations: int | None,
                   cuda_graph: bool, include_transfers: bool, json_path: Path | None, device: int,
-                  backend: str | None, backend_module: str | None, plugins: tuple[str, ...],
+                  backend: str | None, plugins: tuple[str, ...],
                   allow_host_code: bool, lean_runtime: str | None) -> int:
     """Benchmark ENGINE: throughput; min/mean/median/p90/p95/p99/max of latency, enqueue, H2D, compute, D2H."""
-    from trtkit.runtime.loading import load_engine
-    from trtkit.tools.bench import benchmark
-
-    sweep: Any = [parse_shape_spec(s) for s in shapes] if shapes else None
-    with load_engine(engine, device=device, backend=resolve_backend(backend, backend_module),
+    sweep = [parse_shape_spec(s) for s in shapes] if shapes else None
+    with load_engine(engine, device=device, backend=backend,
                      **load_kwargs(plugins, allow_host_code, lean_runtime)) as le:
         res = benchmark(le, shapes=sweep, warmup=warmup / 1000.0, duration=duration, iterations=iterations,
                         cuda_graph=cuda_graph, include_transfers=include_transfers)

@@ -6,9 +6,12 @@ import tempfile
 from pathlib import Path
 
 import click
+import numpy as np
 
+from trtkit import dtypes
 from trtkit.backend import get_backend
 from trtkit.builder import build_engine
+from trtkit.engine import Engine
 from trtkit.profiles import format_shape
 from trtkit.runtime.compat import run_blocker
 from trtkit.samples import TINY_CNN_SHAPES, tiny_cnn_path
@@ -37,13 +40,9 @@ def demo_command(output: Path | None, backend: str | None) -> int:
             click.echo(f"not running the engine: {blocker}.")
             click.echo("The build side works here; run the engine on a machine with a supported GPU.")
             return 0
-        import numpy as np
-
-        from trtkit.engine import Engine
-
         engine = Engine.load(path, backend=be)
-        x = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
-        probs = engine({"image": x})["probs"]
+        x = dtypes.random_array(np.dtype(np.float32), (4, 3, 64, 64), np.random.default_rng(0))
+        probs = np.asarray(engine({"image": x})["probs"])
         click.echo(f"ran it on {engine.runtime.device_info.name}: image {format_shape(x.shape)} -> probs "
                    f"{format_shape(probs.shape)}; each row sums to {float(probs.sum(axis=1).mean()):.4f} (softmax)")
     return 0

@@ -9,13 +9,13 @@ import importlib.metadata as metadata
 import platform
 import sys
 from dataclasses import fields
-from typing import Any, Final
+from typing import Final, NotRequired, TypedDict
 
 import click
 
 from trtkit import gpu
 from trtkit._version import __version__
-from trtkit.backend import BACKEND_NAMES, Backend, get_backend, install_hint
+from trtkit.backend import BACKEND_NAMES, DISPLAY_NAMES, MODULE_NAMES, Backend, get_backend, install_hint
 from trtkit.cli._options import echo_json
 from trtkit.errors import DependencyError, TrtkitError
 from trtkit.runtime.compat import run_blocker
@@ -32,8 +32,77 @@ _PACKAGES: Final = (
     ("platformdirs", "engine cache location"),
     ("onnxruntime", "accuracy reference for trtkit compare (optional)"),
 )
-_MODULES: Final = {"tensorrt": "tensorrt", "tensorrt_rtx": "tensorrt_rtx"}
-_DISPLAY: Final = {"tensorrt": "TensorRT", "tensorrt_rtx": "TensorRT-RTX"}
+
+FeatureValue = bool | list[str] | None
+
+
+class BackendRow(TypedDict):
+    """One backend in the report: installed (version, features) or not (error, install command)."""
+
+    name: str
+    label: str
+    module: str
+    installed: bool
+    error: NotRequired[str]
+    install: NotRequired[str]
+    version: NotRequired[str]
+    distributions: NotRequired[list[str]]
+    features: NotRequired[dict[str, FeatureValue]]
+
+
+class CudaInfo(TypedDict):
+    """CUDA driver and runtime versions ("12.4"), the device count, and why no device was found."""
+
+    driver: str | None
+    runtime: str | None
+    device_count: int
+    error: str | None
+
+
+class GpuRow(TypedDict):
+    """One GPU and, per installed backend, whether it can run engines (and why not)."""
+
+    index: int
+    error: NotRequired[str]
+    name: NotRequired[str]
+    compute_capability: NotRequired[str]
+    memory_gib: NotRequired[float]
+    can_run: NotRequired[dict[str, bool]]
+    reasons: NotRequired[dict[str, str]]
+
+
+class PackageRow(TypedDict):
+    """A Python package trtkit uses, its installed version (None: missing) and what it is for."""
+
+    name: str
+    version: str | None
+    why: str
+
+
+class PythonInfo(TypedDict):
+    """The interpreter: version, executable and platform."""
+
+    version: str
+    executable: str
+    platform: str
+
+
+class Report(TypedDict):
+    """Everything ``trtkit doctor`` reports (the ``--json`` document)."""
+
+    trtkit: str
+    python: PythonInfo
+    backends: list[BackendRow]
+    active_backend: str | None
+    active_backend_label: str | None
+    active_backend_error: str | None
+    packages: list[PackageRow]
+    cuda: CudaInfo
+    gpus: list[GpuRow]
+    can_build: bool
+    can_run: bool
+    run_blocker: str | None
+    fixes: list[str]
 
 
 def _version(dist: str) -> str | None:
@@ -51,8 +120,8 @@ def _cuda_version(value: int) -> str | None:
     return f"{value // 1000}.{(value % 1000) // 10}" if value > 0 else None
 
 
-def _features(be: Backend) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _features(be: Backend) -> dict[str, FeatureValue]:
+    out: dict[str, FeatureValue] = {}
     for f in fields(be.features):
         value = getattr(be.features, f.name)
         if f.name == "supported_compute_capabilities":
@@ -62,17 +131,18 @@ def _features(be: Backend) -> dict[str, Any]:
     return out
 
 
-def _backends(requested: str | None) -> tuple[list[dict[str, Any]], Backend | None, str | None]:
-    rows: list[dict[str, Any]] = []
+def _backends(requested: str | None) -> tuple[list[BackendRow], Backend | None, str | None]:
+    rows: list[BackendRow] = []
     for name in BACKEND_NAMES:
-        row: dict[str, Any] = {"name": name, "label": _DISPLAY[name], "module": _MODULES[name], "installed": False}
+        row: BackendRow = {"name": name, "label": DISPLAY_NAMES[name], "module": MODULE_NAMES[name],
+                           "installed": False}
         try:
             be = get_backend(name)
         except DependencyError as exc:
-            row.update(error=exc.message, install=install_hint(name))
+            row.update({"error": exc.message, "install": install_hint(name)})
         else:
-            row.update(installed=True, label=be.label, version=be.version, distributions=_dists_of(name),
-                       features=_features(be))
+            row.update({"installed": True, "label": be.label, "version": be.version,
+                        "distributions": _dists_of(name), "features": _features(be)})
         rows.append(row)
     try:
         active: Backend | None = get_backend(requested)
@@ -82,8 +152,8 @@ def _backends(requested: str | None) -> tuple[list[dict[str, Any]], Backend | No
     return rows, active, active_error
 
 
-def _cuda() -> dict[str, Any]:
-    info: dict[str, Any] = {"driver": None, "runtime": None, "device_count": 0, "error": None}
+def _cuda() -> CudaInfo:
+    info: CudaInfo = {"driver": None, "runtime": None, "device_count": 0, "error": None}
     try:
         rt = gpu.cudart()
     except DependencyError as exc:
@@ -105,8 +175,8 @@ def _cuda() -> dict[str, Any]:
     return info
 
 
-def _gpus(count: int, backends: list[tuple[str, Backend]]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def _gpus(count: int, backends: list[tuple[str, Backend]]) -> list[GpuRow]:
+    out: list[GpuRow] = []
     for index in range(count):
         try:
             dev = gpu.device_info(index)
@@ -123,13 +193,13 @@ def _gpus(count: int, backends: list[tuple[str, Backend]]) -> list[dict[str, Any
     return out
 
 
-def collect(backend: str | None = None) -> dict[str, Any]:
+def collect(backend: str | None = None) -> Report:
     """Everything ``trtkit doctor`` reports, as JSON-ready data."""
     rows, active, active_error = _backends(backend)
     installed = [(r["name"], get_backend(r["name"])) for r in rows if r["installed"]]
     cuda = _cuda()
     gpus = _gpus(int(cuda["device_count"]), installed)
-    packages = [{"name": n, "version": _version(n), "why": why} for n, why in _PACKAGES]
+    packages: list[PackageRow] = [{"name": n, "version": _version(n), "why": why} for n, why in _PACKAGES]
     blocker = run_blocker(active) if active is not None else active_error
     can_build = active is not None
     fixes: list[str] = []
@@ -173,7 +243,7 @@ def collect(backend: str | None = None) -> dict[str, Any]:
     }
 
 
-def format_report(r: dict[str, Any]) -> str:
+def format_report(r: Report) -> str:
     """The text ``trtkit doctor`` prints for :func:`collect`'s data."""
     lines = [f"trtkit {r['trtkit']}", ""]
     py = r["python"]
@@ -192,8 +262,9 @@ def format_report(r: dict[str, Any]) -> str:
                 traits.append("timing cache")
             if f["runtime_cache"]:
                 traits.append("runtime cache")
-            if f["supported_compute_capabilities"]:
-                traits.append("runs on compute capability " + ", ".join(f["supported_compute_capabilities"]))
+            caps = f["supported_compute_capabilities"]
+            if isinstance(caps, list) and caps:
+                traits.append("runs on compute capability " + ", ".join(caps))
             lines.append(f"      {'; '.join(traits)}")
         else:
             lines.append(f"  {b['label']:<26} not installed: {b['install']}")
@@ -222,7 +293,8 @@ def format_report(r: dict[str, Any]) -> str:
             verdict = "can run engines" if ok else f"cannot run engines: {g['reasons'][name]}"
             lines.append(f"       {name}: {verdict}")
     lines.append("")
-    lines.append(f"Build engines here: {'yes, with ' + r['active_backend_label'] if r['can_build'] else 'no'}")
+    build = f"yes, with {r['active_backend_label']}" if r["can_build"] else "no"
+    lines.append(f"Build engines here: {build}")
     lines.append(f"Run engines here:   {'yes' if r['can_run'] else 'no: ' + str(r['run_blocker'])}")
     if r["fixes"]:
         lines.append("")

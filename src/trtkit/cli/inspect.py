@@ -4,29 +4,49 @@ or an ONNX model's inputs."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TypedDict
 
 import click
 
+from trtkit.backend import Backend, get_backend
 from trtkit.builder.model import load_onnx
 from trtkit.cli._options import echo_json
-from trtkit.cli.run import backend_options, resolve_backend
+from trtkit.cli.run import backend_options
+from trtkit.errors import ConfigError, DependencyError
 from trtkit.manifest import Manifest, read_engine_file
-from trtkit.profiles import format_shape
+from trtkit.profiles import InputInfo, format_shape
+from trtkit.runtime import compat
+from trtkit.runtime.loading import load_engine
+from trtkit.runtime.tensors import TensorSpec
+from trtkit.tools.layers import EngineLayers, engine_layers
 
-if TYPE_CHECKING:
-    from trtkit.backend import Backend
-    from trtkit.tools.layers import EngineLayers
+
+class _TensorRow(TypedDict):
+    name: str
+    dtype: str
+    shape: list[int | str]
 
 
-def _onnx_summary(path: Path) -> dict[str, Any]:
+class _OnnxSummary(TypedDict):
+    kind: str
+    path: str
+    sha256: str
+    opsets: dict[str, int]
+    inputs: list[_TensorRow]
+    outputs: list[_TensorRow]
+    nodes: int
+    ops: dict[str, int]
+
+
+def _onnx_summary(path: Path) -> _OnnxSummary:
     model = load_onnx(path)
     ops = Counter(n.op_type for n in model.proto.graph.node)
 
-    def tensor(info: Any) -> dict[str, Any]:
-        dims = [n if d < 0 and n else d for d, n in zip(info.shape, info.dim_names or [None] * len(info.shape),
-                                                          strict=False)]
+    def tensor(info: InputInfo) -> _TensorRow:
+        names = info.dim_names or (None,) * len(info.shape)
+        dims: list[int | str] = [n if d < 0 and n else d for d, n in zip(info.shape, names, strict=False)]
         return {"name": info.name, "dtype": info.dtype, "shape": dims}
 
     return {
@@ -41,12 +61,12 @@ def _onnx_summary(path: Path) -> dict[str, Any]:
     }
 
 
-def _print_onnx(s: dict[str, Any]) -> None:
+def _print_onnx(s: _OnnxSummary) -> None:
     click.echo(f"ONNX model {s['path']}")
     click.echo(f"  opsets: {', '.join(f'{k} {v}' for k, v in s['opsets'].items())}; {s['nodes']} nodes")
-    for label in ("inputs", "outputs"):
+    for label, rows in (("inputs", s["inputs"]), ("outputs", s["outputs"])):
         click.echo(f"  {label}:")
-        for t in s[label]:
+        for t in rows:
             click.echo(f"    {t['name']:<24} {t['dtype']:<9} [{', '.join(str(d) for d in t['shape'])}]")
     click.echo("  ops: " + ", ".join(f"{op} x{n}" for op, n in s["ops"].items()))
 
@@ -75,22 +95,14 @@ def _print_engine(path: Path, m: Manifest) -> None:
                        f"max {format_shape(rng.max)}")
 
 
-def _layers_backend(path: Path, manifest: Manifest | None, backend: str | None,
-                    backend_module: str | None, device: int) -> tuple[Backend | None, str | None]:
-    """The backend to load ``path`` with, or None and why the engine cannot be loaded here."""
-    from trtkit.backend import Backend, get_backend
-    from trtkit.errors import DependencyError, UnsupportedFeatureError
-    from trtkit.runtime.compat import run_blocker
-
-    chosen = resolve_backend(backend, backend_module)
-    if isinstance(chosen, Backend):
-        be = chosen
-    else:
-        try:
-            be = get_backend(chosen if chosen is not None else (manifest.backend if manifest else None))
-        except (DependencyError, UnsupportedFeatureError) as exc:
-            return None, exc.message
-    reason = run_blocker(be, device)
+def _layers_backend(manifest: Manifest | None, backend: str | None,
+                    device: int) -> tuple[Backend | None, str | None]:
+    """The backend to load the engine with, or None and why the engine cannot be loaded here."""
+    try:
+        be = get_backend(backend if backend is not None else (manifest.backend if manifest else None))
+    except (DependencyError, ConfigError) as exc:
+        return None, exc.message
+    reason = compat.run_blocker(be, device)
     return (be, None) if reason is None else (None, reason)
 
 
@@ -125,7 +137,8 @@ def _print_layers(path: Path, info: EngineLayers, manifest: Manifest | None) -> 
         click.echo(line(r))
 
 
-def _print_plan_tensors(path: Path, plan_size: int, inputs: Any, outputs: Any) -> None:
+def _print_plan_tensors(path: Path, plan_size: int, inputs: Sequence[TensorSpec],
+                        outputs: Sequence[TensorSpec]) -> None:
     click.echo(f"engine {path} ({plan_size / 1e6:.2f} MB, bare plan: no trtkit manifest)")
     click.echo("  tensors:")
     for t in (*inputs, *outputs):
@@ -139,8 +152,7 @@ def _print_plan_tensors(path: Path, plan_size: int, inputs: Any, outputs: Any) -
               help="Also list the engine's layers after fusion (types, precisions, tactics) from TensorRT's "
                    "engine inspector; loads the engine, so it needs a GPU the backend runs on.")
 @backend_options
-def inspect_command(path: Path, as_json: bool, show_layers: bool, device: int, backend: str | None,
-                    backend_module: str | None) -> int:
+def inspect_command(path: Path, as_json: bool, show_layers: bool, device: int, backend: str | None) -> int:
     """Show an engine's I/O tensors, profiles and manifest, or an ONNX model's inputs and ops."""
     if path.suffix.lower() == ".onnx":
         if show_layers:
@@ -154,7 +166,7 @@ def inspect_command(path: Path, as_json: bool, show_layers: bool, device: int, b
         return 0
     plan, manifest = read_engine_file(path)
     if show_layers:
-        return _inspect_layers(path, plan, manifest, as_json, device, backend, backend_module)
+        return _inspect_layers(path, plan, manifest, as_json, device, backend)
     if manifest is None:
         info = {"kind": "plan", "path": str(path), "size": len(plan), "manifest": None}
         if as_json:
@@ -173,11 +185,8 @@ def inspect_command(path: Path, as_json: bool, show_layers: bool, device: int, b
 
 
 def _inspect_layers(path: Path, plan: bytes, manifest: Manifest | None, as_json: bool, device: int,
-                    backend: str | None, backend_module: str | None) -> int:
-    from trtkit.runtime.loading import load_engine
-    from trtkit.tools.layers import engine_layers
-
-    be, reason = _layers_backend(path, manifest, backend, backend_module, device)
+                    backend: str | None) -> int:
+    be, reason = _layers_backend(manifest, backend, device)
     if be is None:
         click.echo(f"trtkit: error: cannot list the layers of {path} on this machine: TensorRT's engine "
                    f"inspector needs the engine loaded, and {reason}", err=True)
@@ -186,7 +195,7 @@ def _inspect_layers(path: Path, plan: bytes, manifest: Manifest | None, as_json:
         info = engine_layers(le)
         tensors = (le.inputs, le.outputs)
     if as_json:
-        out: dict[str, Any] = {"kind": "engine" if manifest else "plan", "path": str(path),
+        out: dict[str, object] = {"kind": "engine" if manifest else "plan", "path": str(path),
                                "manifest": manifest.to_dict() if manifest else None, "size": len(plan),
                                "backend": be.label, **info.to_dict()}
         if not info.detailed:

@@ -2,36 +2,38 @@
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, TypeVar
 
 import click
+import numpy as np
+import numpy.typing as npt
 
 from trtkit.errors import InputError
+from trtkit.runtime.loading import load_engine
+
+HostArray = npt.NDArray[np.generic]
+
+_F = TypeVar("_F", bound=Callable[..., object])
 
 
-def resolve_backend(name: str | None, module: str | None) -> Any:
-    """``--backend NAME`` or, for alternative TensorRT builds and test doubles, ``--backend-module DOTTED``
-    (a module exposing the TensorRT Python API; its ``BACKEND_NAME`` says which flavour, default tensorrt)."""
-    if module is None:
-        return name
-    from trtkit.backend import Backend
+class LoadKwargs(TypedDict):
+    """The :func:`trtkit.runtime.load_engine` keywords :func:`load_options` collects."""
 
-    mod = importlib.import_module(module)
-    flavor = str(getattr(mod, "BACKEND_NAME", name or "tensorrt"))
-    return Backend.from_module("tensorrt_rtx" if flavor == "tensorrt_rtx" else "tensorrt", mod)
+    plugins: list[str] | None
+    allow_host_code: bool
+    lean_runtime: str | None
 
 
-def backend_options(f: Any) -> Any:
-    f = click.option("--backend-module", "backend_module", default=None, hidden=True,
-                     help="Import this module as the TensorRT backend (testing, custom builds).")(f)
+def backend_options(f: _F) -> _F:
+    """``--backend`` and ``--device``: which TensorRT and which GPU load the engine."""
     f = click.option("--backend", default=None, metavar="NAME",
                      help="tensorrt or tensorrt_rtx (default: the engine manifest's, else $TRTKIT_BACKEND).")(f)
     return click.option("--device", type=click.IntRange(0), default=0, show_default=True, help="CUDA device.")(f)
 
 
-def load_options(f: Any) -> Any:
+def load_options(f: _F) -> _F:
     """``--plugins``, ``--allow-host-code`` and ``--lean-runtime``: what loading some engines needs."""
     f = click.option("--lean-runtime", "lean_runtime", type=click.Path(dir_okay=False), default=None,
                      metavar="PATH", help="Lean runtime library for a plan built with --excludeLeanRuntime.")(f)
@@ -42,15 +44,13 @@ def load_options(f: Any) -> Any:
                         help="Plugin library the engine needs (repeat; default: those in its manifest).")(f)
 
 
-def load_kwargs(plugins: tuple[str, ...], allow_host_code: bool, lean_runtime: str | None) -> dict[str, Any]:
+def load_kwargs(plugins: tuple[str, ...], allow_host_code: bool, lean_runtime: str | None) -> LoadKwargs:
     """The :func:`trtkit.runtime.load_engine` keywords for :func:`load_options`."""
     return {"plugins": list(plugins) or None, "allow_host_code": allow_host_code, "lean_runtime": lean_runtime}
 
 
-def _load_inputs(items: tuple[str, ...]) -> dict[str, Any]:
-    import numpy as np
-
-    out: dict[str, Any] = {}
+def _load_inputs(items: tuple[str, ...]) -> dict[str, HostArray]:
+    out: dict[str, HostArray] = {}
     for item in items:
         if "=" not in item:
             raise click.BadParameter(f"{item!r}: expected NAME=FILE.npy", param_hint="--input")
@@ -70,21 +70,17 @@ def _load_inputs(items: tuple[str, ...]) -> dict[str, Any]:
 @backend_options
 @load_options
 def run_command(engine: Path, inputs: tuple[str, ...], output: Path | None, device: int, backend: str | None,
-                backend_module: str | None, plugins: tuple[str, ...], allow_host_code: bool,
+                plugins: tuple[str, ...], allow_host_code: bool,
                 lean_runtime: str | None) -> int:
     """Run ENGINE once on NumPy inputs and save every output to an .npz file."""
-    import numpy as np
-
-    from trtkit.runtime.loading import load_engine
-
     arrays = _load_inputs(inputs)
     if not arrays:
         raise InputError("no inputs given; pass --input NAME=FILE.npy for each engine input")
-    with load_engine(engine, device=device, backend=resolve_backend(backend, backend_module),
+    with load_engine(engine, device=device, backend=backend,
                      **load_kwargs(plugins, allow_host_code, lean_runtime)) as le:
-        result = le.infer(arrays)
+        result = {name: np.asarray(value) for name, value in le.infer(arrays).items()}
     out = output or engine.with_name(engine.name + ".outputs.npz")
-    np.savez(out, **result)
+    np.savez(out, **result)  # type: ignore[arg-type]  # the stub takes the mapping for allow_pickle=
     for name, arr in result.items():
         click.echo(f"{name}: {arr.dtype}[{'x'.join(str(d) for d in arr.shape)}]")
     click.echo(f"wrote {out}")

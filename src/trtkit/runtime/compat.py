@@ -6,7 +6,7 @@ engine (by its manifest) cannot, before TensorRT is asked to deserialize it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, SupportsInt
 
 from trtkit.backend import Backend, version_tuple
 from trtkit.errors import CudaError, DependencyError, EngineIncompatibleError
@@ -102,7 +102,7 @@ def check_compatibility(manifest: Manifest | None, backend: Backend, device: Dev
             )
 
 
-def validity_reasons(backend: Backend, diagnostics: Any) -> list[str]:
+def validity_reasons(backend: Backend, diagnostics: SupportsInt | None) -> list[str]:
     """Names of the ``EngineInvalidityDiagnostics`` bits set in ``diagnostics`` (TensorRT-RTX)."""
     members = getattr(getattr(backend.trt, "EngineInvalidityDiagnostics", None), "__members__", {})
     bits = int(diagnostics or 0)

@@ -1,9 +1,8 @@
 """Tensor specs and the checks run before anything reaches the GPU (pure Python; CI tests them without CUDA).
 
 :func:`describe_tensors` reads an engine's I/O tensors into :class:`TensorSpec`; for each call,
-:func:`normalize_inputs` accepts a dict, a sequence or one array, :func:`describe_array` inspects an array without
-copying it, :func:`validate_inputs` reports every mismatch at once, and :func:`select_profile` picks the tightest
-optimization profile.
+:func:`validate_inputs` checks the :class:`ArrayInfo` of every input (made by :mod:`trtkit.runtime.io`) and
+reports every mismatch at once, and :func:`select_profile` picks the tightest optimization profile.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from trtkit import dtypes
 from trtkit.backend import CudaEngine
@@ -20,19 +19,19 @@ from trtkit.dtypes import DType
 from trtkit.errors import InputError
 from trtkit.profiles import Shape, ShapeRange, format_shape
 
+if TYPE_CHECKING:
+    import numpy as np
+
 __all__ = [
     "ArrayInfo",
-    "torch_current_stream",
     "TensorSpec",
-    "describe_array",
     "describe_tensors",
-    "normalize_inputs",
+    "np_dtype",
     "select_profile",
     "shape_tensor_values",
+    "trt_mode",
     "validate_inputs",
 ]
-
-
 
 
 @dataclass(frozen=True)
@@ -79,11 +78,20 @@ class ArrayInfo(NamedTuple):
     device: int = -1
     ptr: int = 0
     pinned: bool = False
-    obj: Any = None
+    obj: object = None
+    """The array itself (host arrays: as NumPy), kept alive for the call."""
 
 
-def _trt_mode(value: Any) -> str:
+def trt_mode(value: object) -> str:
+    """The member name of a TensorRT enum value (``TensorIOMode.INPUT`` -> ``"INPUT"``)."""
     return str(getattr(value, "name", value)).rsplit(".", 1)[-1].upper()
+
+
+def np_dtype(spec: TensorSpec) -> np.dtype[np.generic]:
+    """The NumPy dtype of a tensor (raw bytes ``V<n>`` where NumPy has no such type, e.g. float8)."""
+    import numpy as np
+
+    return np.dtype(spec.dtype.numpy_name) if spec.dtype.numpy_name else np.dtype(f"V{spec.dtype.itemsize}")
 
 
 def describe_tensors(engine: CudaEngine) -> tuple[TensorSpec, ...]:
@@ -92,13 +100,13 @@ def describe_tensors(engine: CudaEngine) -> tuple[TensorSpec, ...]:
     specs: list[TensorSpec] = []
     for i in range(int(engine.num_io_tensors)):
         name = engine.get_tensor_name(i)
-        mode = _trt_mode(engine.get_tensor_mode(name))
+        mode = trt_mode(engine.get_tensor_mode(name))
         if mode not in ("INPUT", "OUTPUT"):
             continue
         is_input = mode == "INPUT"
         shape = tuple(int(d) for d in engine.get_tensor_shape(name))
         location: Literal["device", "host"] = (
-            "host" if _trt_mode(engine.get_tensor_location(name)) == "HOST" else "device")
+            "host" if trt_mode(engine.get_tensor_location(name)) == "HOST" else "device")
         is_shape = bool(engine.is_shape_inference_io(name)) if is_input else False
         ranges: list[ShapeRange] = []
         if is_input:
@@ -111,167 +119,9 @@ def describe_tensors(engine: CudaEngine) -> tuple[TensorSpec, ...]:
         specs.append(TensorSpec(
             name=name, mode="input" if is_input else "output", dtype=dtypes.from_trt(engine.get_tensor_dtype(name)),
             shape=shape, location=location, is_shape_tensor=is_shape, profiles=tuple(ranges),
-            format=_trt_mode(engine.get_tensor_format(name)),
+            format=trt_mode(engine.get_tensor_format(name)),
         ))
     return tuple([s for s in specs if s.is_input] + [s for s in specs if not s.is_input])
-
-
-def normalize_inputs(inputs: Sequence[TensorSpec], given: Any) -> dict[str, Any]:
-    """Accept a mapping by name, a sequence in input order, or a single array for a one-input engine."""
-    if type(given) is dict and all(type(k) is str for k in given):
-        return given
-    names = [s.name for s in inputs]
-    if len(names) == 1 and _kind_of(type(given)) != "other":
-        return {names[0]: given}
-    if isinstance(given, Mapping):
-        for key in given:
-            if not isinstance(key, str):
-                raise InputError(f"input names must be strings, got {key!r}; the engine's inputs are {names}")
-        return dict(given)
-    if isinstance(given, list | tuple):
-        if len(given) != len(names):
-            raise InputError(
-                f"got {len(given)} input arrays but the engine has {len(names)} inputs ({', '.join(names)}); "
-                "pass them in this order, or as a dict by name"
-            )
-        return dict(zip(names, given, strict=True))
-    if len(names) != 1:
-        raise InputError(
-            f"a single array was passed but the engine has {len(names)} inputs ({', '.join(names)}); "
-            "pass a dict by name or a sequence in this order"
-        )
-    return {names[0]: given}
-
-
-_NP_TO_TRTKIT: dict[str, str] = {d.numpy_name: d.name for d in dtypes.all_dtypes() if d.numpy_name}
-
-
-_DTYPE_NAMES: dict[Any, str] = {}
-
-
-def _dtype_name(dtype: Any) -> str:
-    name = _DTYPE_NAMES.get(dtype)
-    if name is None:
-        name = dtype.name if dtype is not None else "unknown"
-        _DTYPE_NAMES[dtype] = name
-    return name
-
-
-def _c_contiguous(shape: Shape, strides: tuple[int, ...] | None) -> bool:
-    if strides is None:
-        return True
-    expect = 1
-    for d, s in zip(reversed(shape), reversed(strides), strict=True):
-        if d != 1 and s != expect:
-            return False
-        expect *= d
-    return True
-
-
-def _is_trtkit_pinned(arr: Any) -> bool:
-    """True for NumPy arrays in trtkit's pinned memory (they need no staging copy)."""
-    from trtkit.runtime.memory.pools import find_owner
-
-    return find_owner(arr) is not None
-
-
-_numpy_module: Any = None
-_TYPE_KIND: dict[type, str] = {}
-_TORCH_DTYPES: dict[Any, str] = {}
-
-
-def _numpy() -> Any:
-    global _numpy_module
-    if _numpy_module is None:
-        import numpy
-
-        _numpy_module = numpy
-    return _numpy_module
-
-
-def _kind_of(tp: type) -> str:
-    """``numpy``, ``torch``, ``cupy``, ``dlpack``, ``cai`` or ``other``, cached per type."""
-    kind = _TYPE_KIND.get(tp)
-    if kind is None:
-        family = tp.__module__.split(".", 1)[0]
-        if issubclass(tp, _numpy().ndarray):
-            kind = "numpy"
-        elif family == "torch" and hasattr(tp, "data_ptr") and hasattr(tp, "get_device"):
-            kind = "torch"
-        elif family == "cupy" and hasattr(tp, "data") and hasattr(tp, "device"):
-            kind = "cupy"
-        elif hasattr(tp, "__dlpack__"):
-            kind = "dlpack"
-        elif hasattr(tp, "__cuda_array_interface__"):
-            kind = "cai"
-        else:
-            kind = "other"
-        _TYPE_KIND[tp] = kind
-    return kind
-
-
-def _torch_dtype_name(dtype: Any) -> str:
-    name = _TORCH_DTYPES.get(dtype)
-    if name is None:
-        name = str(dtype).removeprefix("torch.")
-        _TORCH_DTYPES[dtype] = name
-    return name
-
-
-_raw_torch_stream: Any = None
-
-
-def torch_current_stream(index: int) -> int:
-    """PyTorch's current stream on CUDA device ``index`` (PyTorch must be imported already)."""
-    global _raw_torch_stream
-    if _raw_torch_stream is None:
-        import sys
-
-        torch = sys.modules["torch"]
-        # Triton and other libraries read the current stream this way: a plain int, about 0.2 us, against
-        # several microseconds for torch.cuda.current_stream(device).
-        _raw_torch_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
-            lambda i: torch.cuda.current_stream(i).cuda_stream)
-    return int(_raw_torch_stream(index))
-
-
-def describe_array(obj: Any, stream: int | None = None, *, ordered: bool = False) -> ArrayInfo:
-    """Inspect one array without copying it.
-
-    CUDA arrays are viewed through DLPack or ``__cuda_array_interface__``; with ``stream`` given, the producer's
-    pending work is ordered before ``stream`` as those protocols define. ``ordered=True`` says the caller already
-    ordered it (the array was produced on ``stream``): PyTorch and CuPy arrays are then read through their own
-    attributes, which skips the protocol's stream handshake. Other objects are read through NumPy.
-    """
-    kind = _kind_of(type(obj))
-    if kind == "numpy":
-        name = obj.dtype.name
-        return ArrayInfo("host", obj.shape, _NP_TO_TRTKIT.get(name, name), bool(obj.flags.c_contiguous), -1, 0,
-                         _is_trtkit_pinned(obj), obj)
-    if ordered and kind == "torch":
-        dev = obj.get_device()
-        if dev >= 0:
-            return ArrayInfo("device", tuple(obj.shape), _torch_dtype_name(obj.dtype), obj.is_contiguous(), dev,
-                             obj.data_ptr(), False, obj)
-    elif ordered and kind == "cupy":
-        return ArrayInfo("device", obj.shape, _NP_TO_TRTKIT.get(_dtype_name(obj.dtype), str(obj.dtype)),
-                         bool(obj.flags.c_contiguous), obj.device.id, obj.data.ptr, False, obj)
-    np = _numpy()
-    if not isinstance(obj, np.ndarray):
-        dl_device = getattr(obj, "__dlpack_device__", None)
-        on_cpu = dl_device is not None and int(dl_device()[0]) == 1
-        if not on_cpu and (dl_device is not None or hasattr(type(obj), "__cuda_array_interface__")):
-            from trtkit.runtime.memory.pools import view_device_array
-
-            v = view_device_array(obj, stream)
-            np_name = _dtype_name(v.dtype)
-            return ArrayInfo("device" if v.is_device else "host", v.shape, _NP_TO_TRTKIT.get(np_name, np_name),
-                             _c_contiguous(v.shape, v.strides), v.device_id if v.is_device else -1, v.ptr,
-                             obj=(obj, v.owner))
-        obj = np.from_dlpack(obj) if on_cpu else np.asarray(obj)
-    name = obj.dtype.name
-    return ArrayInfo("host", obj.shape, _NP_TO_TRTKIT.get(name, name), bool(obj.flags.c_contiguous), -1, 0,
-                     _is_trtkit_pinned(obj), obj)
 
 
 def validate_inputs(inputs: Sequence[TensorSpec], arrays: Mapping[str, ArrayInfo], *, device: int,
@@ -318,9 +168,11 @@ def validate_inputs(inputs: Sequence[TensorSpec], arrays: Mapping[str, ArrayInfo
         raise InputError("the inputs do not match the engine:\n  - " + "\n  - ".join(problems))
 
 
-def shape_tensor_values(arr: Any) -> Shape:
+def shape_tensor_values(arr: object) -> Shape:
     """The values of a shape-tensor input given on the host (NumPy array or sequence of ints)."""
-    return tuple(int(v) for v in _numpy().asarray(arr).reshape(-1))
+    import numpy as np
+
+    return tuple(int(v) for v in np.asarray(arr).reshape(-1))
 
 
 def select_profile(inputs: Sequence[TensorSpec], shapes: Mapping[str, Shape], *, prefer: int | None = None,

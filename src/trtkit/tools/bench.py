@@ -14,17 +14,31 @@ import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final, Protocol, cast
 
+from trtkit._version import __version__
 from trtkit.errors import InputError
 from trtkit.profiles import format_shape
-
-if TYPE_CHECKING:
-    from trtkit.runtime.loading import LoadedEngine
+from trtkit.runtime.loading import LoadedEngine
+from trtkit.runtime.memory import streams
+from trtkit.runtime.tensors import select_profile
 
 __all__ = ["BenchResult", "Stats", "benchmark", "summarize"]
 
 _RING: Final = 32
+
+
+class _TimingEvent(Protocol):
+    """A ``cuda.core.Event`` created with timing: subtracting two gives the milliseconds between them."""
+
+    def sync(self) -> None: ...
+    def __sub__(self, other: _TimingEvent) -> float: ...
+
+
+class _EventDevice(Protocol):
+    """The ``cuda.core.Device`` method that makes timing events."""
+
+    def create_event(self, options: object = ...) -> _TimingEvent: ...
 
 
 @dataclass(frozen=True)
@@ -74,9 +88,9 @@ class BenchResult:
     cuda_graph: bool
     include_transfers: bool
     warnings: list[str] = field(default_factory=list)
-    environment: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "shapes": {k: list(v) for k, v in self.shapes.items()},
             "iterations": self.iterations,
@@ -131,24 +145,20 @@ def _warnings(enqueue: Stats, compute: Stats, cuda_graph: bool) -> list[str]:
     return out
 
 
-def _environment(engine: LoadedEngine) -> dict[str, Any]:
-    from trtkit._version import __version__
-
+def _environment(engine: LoadedEngine) -> dict[str, str]:
     return {"trtkit": __version__, "backend": engine.backend.label, "gpu": engine.device_info.name,
             "compute_capability": engine.device_info.cc_string, "source": engine.source}
 
 
 def _run_one(engine: LoadedEngine, shapes: Mapping[str, tuple[int, ...]], *, warmup: float, duration: float,
              iterations: int | None, cuda_graph: bool, include_transfers: bool) -> BenchResult:
-    from trtkit.runtime.memory import pools as memory
-
     ctx = engine.create_context(cuda_graph=cuda_graph)
     try:
         io = ctx.prepare_static(shapes)
         stream = ctx.stream
-        handle = memory.stream_handle(stream)
-        dev = engine._dev
-        opts = memory._core().EventOptions(timing_enabled=True)
+        handle = streams.stream_handle(stream)
+        dev = cast(_EventDevice, engine._dev)
+        opts = streams.core().EventOptions(timing_enabled=True)
         ring = [[dev.create_event(options=opts) for _ in range(4)] for _ in range(_RING)]
         enq_ms: list[float] = []
         h2d: list[float] = []
@@ -157,12 +167,12 @@ def _run_one(engine: LoadedEngine, shapes: Mapping[str, tuple[int, ...]], *, war
 
         def copies(pairs: Sequence[tuple[int, int, int]]) -> None:
             for dst, src, n in pairs:
-                memory.copy_async(dst, src, n, handle)
+                streams.copy_async(dst, src, n, handle)
 
         up = [(io.inputs[k].ptr, io.host_inputs[k].ctypes.data, io.inputs[k].nbytes) for k in io.inputs]
         down = [(io.host_outputs[k].ctypes.data, io.outputs[k].ptr, io.outputs[k].nbytes) for k in io.outputs]
 
-        def one(ev: list[Any]) -> float:
+        def one(ev: list[_TimingEvent]) -> float:
             stream.record(ev[0])
             if include_transfers:
                 copies(up)
@@ -183,7 +193,7 @@ def _run_one(engine: LoadedEngine, shapes: Mapping[str, tuple[int, ...]], *, war
             if time.perf_counter() >= end:
                 break
         count = 0
-        pending: list[tuple[list[Any], float]] = []
+        pending: list[tuple[list[_TimingEvent], float]] = []
         start = time.perf_counter()
         stop = start + duration
         while (count < iterations) if iterations else (time.perf_counter() < stop or count < 10):
@@ -232,8 +242,6 @@ def benchmark(
     A list of shape dicts sweeps them (one result each). ``warmup`` and ``duration`` are seconds;
     ``iterations`` overrides ``duration``. Shapes outside every profile raise InputError before any run.
     """
-    from trtkit.runtime.loading import select_profile
-
     sweep = isinstance(shapes, Sequence) and not isinstance(shapes, Mapping)
     wanted: list[Mapping[str, Sequence[int]]] = (
         [shapes or _default_shapes(engine)] if isinstance(shapes, Mapping) or shapes is None else list(shapes))

@@ -6,8 +6,8 @@ the maximum relative error, the number of elements outside tolerance (``numpy.is
 cosine similarity, judged by a :class:`Tolerance`. :func:`trtkit.precision.check_conversion` uses the same
 engine for FP32-vs-converted checks.
 
-The metric functions (:func:`max_abs_error`, :func:`mean_abs_error`, :func:`max_rel_error`,
-:func:`mismatch_count`, :func:`cosine_similarity`) are plain NumPy and usable on their own.
+The metrics, :class:`~trtkit.tools.metrics.Tolerance` and the per-output verdicts live in
+:mod:`trtkit.tools.metrics` (plain NumPy).
 
 Exit codes of ``trtkit compare`` (also :attr:`CompareReport.exit_code`): 0 within tolerance, 1 error,
 2 usage error, 3 the engine cannot run on this machine, 4 outputs differ beyond tolerance.
@@ -19,20 +19,34 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from trtkit.dtypes import lookup
-from trtkit.errors import DependencyError, EngineIncompatibleError, InputError, ModelError, ShapeError
+from trtkit import deps
+from trtkit.backend import Backend, get_backend
+from trtkit.builder import BuildConfig, build_engine
+from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
+from trtkit.dtypes import lookup, random_array
+from trtkit.errors import ConfigError, DependencyError, EngineIncompatibleError, InputError, ModelError, ShapeError
 from trtkit.log import get_logger
+from trtkit.manifest import BuiltEngine, Manifest, read_engine_file
 from trtkit.profiles import format_shape, parse_shape_spec
-
-if TYPE_CHECKING:
-    from trtkit.backend import Backend
-    from trtkit.builder.model import ModelSource, OnnxModel
-    from trtkit.manifest import BuiltEngine, Manifest
+from trtkit.runtime.compat import run_blocker
+from trtkit.runtime.loading import load_engine
+from trtkit.tools.metrics import (
+    DEFAULT_TOLERANCES,
+    Array,
+    OutputComparison,
+    Tolerance,
+    compare_outputs,
+    cosine_similarity,
+    max_abs_error,
+    max_rel_error,
+    mean_abs_error,
+    mismatch_count,
+)
 
 __all__ = [
     "DEFAULT_TOLERANCES",
@@ -65,211 +79,13 @@ EXIT_MISMATCH: Final = 4
 
 _log = get_logger("compare")
 
-Array = npt.NDArray[Any]
 ComparePrecision = Literal["fp32", "tf32", "fp16", "bf16", "int8", "fp8"]
 Evaluator = Literal["auto", "onnxruntime", "reference"]
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    """When an output passes.
-
-    It passes when it has the reference's shape, holds no NaN or infinity where the reference holds another
-    value, at most ``max_mismatch`` (a fraction) of its elements break ``|got - ref| <= atol + rtol * |ref|``
-    (``numpy.isclose``; skipped when ``rtol`` and ``atol`` are None), and its cosine similarity to the
-    reference is at least ``min_cosine`` (not checked when the reference is all within ``atol`` of zero).
-
-    Raises:
-        InputError: only one of ``rtol``/``atol`` is None, or a value is out of range.
-    """
-
-    rtol: float | None
-    atol: float | None
-    min_cosine: float = 0.0
-    max_mismatch: float = 0.0
-
-    def __post_init__(self) -> None:
-        if (self.rtol is None) != (self.atol is None):
-            raise InputError(f"Tolerance(rtol={self.rtol}, atol={self.atol}): give both rtol and atol, or neither "
-                             "to check the cosine similarity only")
-        if (self.rtol is not None and self.rtol < 0) or (self.atol is not None and self.atol < 0):
-            raise InputError(f"Tolerance(rtol={self.rtol}, atol={self.atol}): tolerances must be >= 0")
-        if not 0.0 <= self.max_mismatch <= 1.0:
-            raise InputError(f"Tolerance(max_mismatch={self.max_mismatch}): expected a fraction in [0, 1]")
-        if not -1.0 <= self.min_cosine <= 1.0:
-            raise InputError(f"Tolerance(min_cosine={self.min_cosine}): expected a value in [-1, 1]")
-
-    @property
-    def elementwise(self) -> bool:
-        """Whether elements are checked against ``atol + rtol * |ref|`` (else only the cosine)."""
-        return self.rtol is not None and self.atol is not None
-
-    def describe(self) -> str:
-        """``"rtol 0.01, atol 0.001, mismatched <= 1%, cosine >= 0.999"``."""
-        parts = [f"rtol {self.rtol:g}, atol {self.atol:g}" if self.elementwise else "no elementwise bound"]
-        if self.elementwise:
-            parts.append(f"mismatched <= {self.max_mismatch * 100:g}%")
-        if self.min_cosine > 0:
-            parts.append(f"cosine >= {self.min_cosine:g}")
-        return ", ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rtol": self.rtol, "atol": self.atol, "min_cosine": self.min_cosine,
-                "max_mismatch": self.max_mismatch}
-
-
-DEFAULT_TOLERANCES: Final[Mapping[str, Tolerance]] = {
-    # Reordered FP32 sums and Winograd/FFT kernels, not FP32 rounding (2^-24), set the error here.
-    "fp32": Tolerance(rtol=1e-4, atol=1e-5, min_cosine=0.99999),
-    # TF32 rounds matmul/conv inputs to FP16's 10 mantissa bits (unit roundoff 2^-11 = 4.9e-4), so TF32 gets
-    # FP16's tolerances: about 20 roundings' worth. Steep activations flip a few elements: hence the fraction.
-    "tf32": Tolerance(rtol=1e-2, atol=1e-3, min_cosine=0.999, max_mismatch=0.01),
-    "fp16": Tolerance(rtol=1e-2, atol=1e-3, min_cosine=0.999, max_mismatch=0.01),
-    # BF16 keeps 7 mantissa bits (unit roundoff 2^-8 = 3.9e-3), eight times coarser than FP16.
-    "bf16": Tolerance(rtol=5e-2, atol=1e-2, min_cosine=0.99, max_mismatch=0.01),
-    # Quantization error is not bounded per element: cosine only.
-    "int8": Tolerance(rtol=None, atol=None, min_cosine=0.98),
-    "fp8": Tolerance(rtol=None, atol=None, min_cosine=0.98),
-}
-"""Default tolerances by precision.
-
-``tf32`` is FP32 with TF32 allowed, TensorRT's default for FP32 builds. Reasons in ``docs/guides/compare.md``
-and ``docs/precision.md``.
-"""
-
-_INT_HIGH: Final = 8
-"""Generated integer inputs are drawn from ``[0, _INT_HIGH)``."""
-
-
-# ---- metrics (pure NumPy) ------------------------------------------------------------------------------------
-
-
-def _pair(actual: npt.ArrayLike, expected: npt.ArrayLike) -> tuple[Array, Array]:
-    a = np.asarray(actual)
-    e = np.asarray(expected)
-    if a.shape != e.shape:
-        raise ShapeError(f"cannot compare arrays of shapes {a.shape} and {e.shape}")
-    return a.astype(np.float64, copy=False), e.astype(np.float64, copy=False)
-
-
-def _abs_diff(a: Array, e: Array) -> Array:
-    """``|a - e|``, 0 where both are NaN or the same infinity."""
-    with np.errstate(invalid="ignore"):
-        diff = np.abs(a - e)
-    return np.where((np.isnan(a) & np.isnan(e)) | (np.isinf(a) & (a == e)), 0.0, diff)
-
-
-def max_abs_error(actual: npt.ArrayLike, expected: npt.ArrayLike) -> float:
-    """``max |actual - expected|`` in float64; 0.0 for empty arrays, NaN when either holds a NaN at that spot."""
-    a, e = _pair(actual, expected)
-    return float(np.max(_abs_diff(a, e))) if a.size else 0.0
-
-
-def mean_abs_error(actual: npt.ArrayLike, expected: npt.ArrayLike) -> float:
-    """``mean |actual - expected|`` in float64; 0.0 for empty arrays, NaN when either holds a NaN at one spot only."""
-    a, e = _pair(actual, expected)
-    return float(np.mean(_abs_diff(a, e))) if a.size else 0.0
-
-
-def max_rel_error(actual: npt.ArrayLike, expected: npt.ArrayLike) -> float:
-    """``max |actual - expected| / |expected|`` over elements where ``expected != 0``.
-
-    Elements where the reference is exactly zero are left out (their error shows in :func:`max_abs_error`);
-    0.0 when no element is left.
-    """
-    a, e = _pair(actual, expected)
-    keep = e != 0
-    if not np.any(keep):
-        return 0.0
-    a, e = a[keep], e[keep]
-    with np.errstate(invalid="ignore"):
-        rel = np.abs(a - e) / np.abs(e)
-        rel = np.where((np.isnan(a) & np.isnan(e)) | (np.isinf(a) & (a == e)), 0.0, rel)
-    return float(np.max(rel))
-
-
-def mismatch_count(actual: npt.ArrayLike, expected: npt.ArrayLike, *, rtol: float, atol: float) -> int:
-    """Elements where ``|actual - expected| > atol + rtol * |expected|`` (``numpy.allclose``'s test).
-
-    NaN matches NaN; a NaN on one side only is a mismatch; infinities match when equal.
-    """
-    a, e = _pair(actual, expected)
-    return int(np.count_nonzero(~np.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)))
-
-
-def cosine_similarity(actual: npt.ArrayLike, expected: npt.ArrayLike) -> float:
-    """Cosine of the angle between the flattened arrays, in float64.
-
-    1.0 when both are all zero, 0.0 when only one is; NaN when either holds a non-finite value.
-    """
-    a, e = _pair(actual, expected)
-    a, e = a.ravel(), e.ravel()
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(e))):
-        return float("nan")
-    na, ne = float(np.linalg.norm(a)), float(np.linalg.norm(e))
-    if na == 0.0 and ne == 0.0:
-        return 1.0
-    if na == 0.0 or ne == 0.0:
-        return 0.0
-    return float(np.clip(np.dot(a, e) / (na * ne), -1.0, 1.0))
+_ORT_INSTALL: Final = "pip install onnxruntime"
 
 
 # ---- report ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OutputComparison:
-    """How one output of the candidate compares with the reference, judged by :attr:`tolerance`."""
-
-    name: str
-    shape: tuple[int, ...]
-    """The reference output's shape."""
-    dtype: str
-    """The candidate output's dtype."""
-    size: int
-    max_abs: float
-    max_rel: float
-    mean_abs: float
-    mismatches: int
-    """Elements outside ``atol + rtol * |ref|`` (0 when the tolerance checks the cosine only)."""
-    cosine: float
-    """Cosine similarity over the elements finite in both outputs."""
-    tolerance: Tolerance
-    nonfinite: int = 0
-    """Candidate elements that are NaN or infinite where the reference holds another value."""
-    cosine_checked: bool = True
-    """False when the reference is all within ``atol`` of zero, where the cosine means nothing."""
-    problem: str | None = None
-    """Why the output could not be compared element by element (missing, shape differs), else None."""
-
-    @property
-    def failures(self) -> tuple[str, ...]:
-        """Why the output fails its tolerance; empty when it passes."""
-        if self.problem is not None:
-            return (self.problem,)
-        t, found = self.tolerance, []
-        if self.nonfinite:
-            found.append(f"{self.nonfinite} NaN/inf where the reference has none")
-        if self.mismatches > t.max_mismatch * self.size:
-            found.append(f"{self.mismatches}/{self.size} elements outside tolerance "
-                         f"(max {t.max_mismatch * 100:g}%)")
-        if self.cosine_checked and not self.cosine >= t.min_cosine:
-            found.append(f"cosine {self.cosine:.6f} < {t.min_cosine:g}")
-        return tuple(found)
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "shape": list(self.shape), "dtype": self.dtype, "size": self.size,
-            "max_abs": self.max_abs, "max_rel": self.max_rel, "mean_abs": self.mean_abs,
-            "mismatches": self.mismatches, "cosine": self.cosine, "nonfinite": self.nonfinite,
-            "cosine_checked": self.cosine_checked, "tolerance": self.tolerance.to_dict(), "passed": self.passed,
-            "failures": list(self.failures), "problem": self.problem,
-        }
-
 
 @dataclass(frozen=True)
 class CompareReport:
@@ -288,7 +104,7 @@ class CompareReport:
     outputs: tuple[OutputComparison, ...] = ()
     reason: str | None = None
     seed: int | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, object] = field(default_factory=dict)
     """``evaluator``: what ran an ONNX candidate (``"onnxruntime"`` or ``"onnx-reference"``)."""
 
     @property
@@ -310,7 +126,7 @@ class CompareReport:
         """0 pass, 3 not run here, 4 mismatch (see the module docstring)."""
         return {"pass": EXIT_OK, "not_run": EXIT_CANNOT_RUN, "mismatch": EXIT_MISMATCH}[self.status]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "status": self.status, "exit_code": self.exit_code, "reason": self.reason,
             "reference": self.reference, "candidate": self.candidate, "precision": self.precision,
@@ -346,45 +162,6 @@ class CompareReport:
         lines.append("PASS: every output is within tolerance" if self.passed
                      else f"FAIL: {failed} of {len(self.outputs)} output(s) differ beyond tolerance")
         return "\n".join(lines)
-
-
-def _compare_one(name: str, got: Array, ref: Array, tolerance: Tolerance) -> OutputComparison:
-    a, e = _pair(got, ref)
-    both = np.isfinite(a) & np.isfinite(e)
-    nonfinite = int(np.count_nonzero(~np.isfinite(a) & ~(np.isnan(a) & np.isnan(e)) & (a != e)))
-    mismatches = 0
-    if tolerance.rtol is not None and tolerance.atol is not None:
-        mismatches = mismatch_count(a, e, rtol=tolerance.rtol, atol=tolerance.atol)
-    finite_ref = np.abs(e[np.isfinite(e)])
-    return OutputComparison(
-        name=name, shape=ref.shape, dtype=got.dtype.name, size=ref.size,
-        max_abs=max_abs_error(a, e), max_rel=max_rel_error(a, e), mean_abs=mean_abs_error(a, e),
-        mismatches=mismatches, cosine=cosine_similarity(a[both], e[both]), tolerance=tolerance,
-        nonfinite=nonfinite, cosine_checked=float(finite_ref.max(initial=0.0)) > (tolerance.atol or 0.0),
-    )
-
-
-def compare_outputs(
-    actual: Mapping[str, npt.ArrayLike], expected: Mapping[str, npt.ArrayLike], *, tolerance: Tolerance
-) -> list[OutputComparison]:
-    """Compare every output of ``expected`` (the reference) with the same-named output of ``actual``."""
-    nan = float("nan")
-    results: list[OutputComparison] = []
-    for name, ref_like in expected.items():
-        ref = np.asarray(ref_like)
-        if name not in actual:
-            results.append(OutputComparison(name, ref.shape, "-", ref.size, nan, nan, nan, ref.size, nan, tolerance,
-                                            problem="the candidate has no output of this name"))
-            continue
-        got = np.asarray(actual[name])
-        if got.shape != ref.shape:
-            results.append(OutputComparison(
-                name, ref.shape, got.dtype.name, ref.size, nan, nan, nan, ref.size, nan, tolerance,
-                problem=f"shape {format_shape(got.shape)} differs from the reference's {format_shape(ref.shape)}",
-            ))
-            continue
-        results.append(_compare_one(name, got, ref, tolerance))
-    return results
 
 
 # ---- inputs ------------------------------------------------------------------------------------------------
@@ -425,7 +202,7 @@ def generate_inputs(
     Raises:
         ShapeError: a dynamic input has no shape, or a given shape contradicts the model.
     """
-    m = _load(model)
+    m = load_onnx(model)
     given = _shapes_arg(shapes)
     infos = m.inputs()
     unknown = sorted(set(given) - {i.name for i in infos})
@@ -451,15 +228,7 @@ def generate_inputs(
             )
         else:
             shape = info.shape
-        dtype = lookup(info.dtype).to_numpy()
-        if dtype.kind == "f":
-            out[info.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind in "iu":
-            out[info.name] = rng.integers(0, _INT_HIGH, size=shape).astype(dtype)
-        elif dtype.kind == "b":
-            out[info.name] = rng.random(shape) < 0.5
-        else:  # pragma: no cover - the dtype table has no other NumPy kinds
-            raise InputError(f"cannot generate values for input {info.describe()}")
+        out[info.name] = random_array(lookup(info.dtype), tuple(shape), rng)
     return out
 
 
@@ -488,12 +257,6 @@ def _cast_for(model: OnnxModel, feeds: Mapping[str, Array]) -> dict[str, Array]:
     return out
 
 
-def _load(model: ModelSource | OnnxModel) -> OnnxModel:
-    from trtkit.builder.model import OnnxModel, load_onnx
-
-    return model if isinstance(model, OnnxModel) else load_onnx(model)
-
-
 # ---- running -----------------------------------------------------------------------------------------------
 
 
@@ -506,19 +269,9 @@ class CpuOutputs(dict[str, Array]):
         self.evaluator = evaluator
 
 
-def _ort() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise DependencyError(
-            f"ONNX Runtime is the accuracy reference and is not installed: pip install onnxruntime ({exc})"
-        ) from exc
-    return onnxruntime
-
-
 def _run_ort(m: OnnxModel, feeds: Mapping[str, Array]) -> dict[str, Array]:
-    ort = _ort()
-    source: Any = str(m.path) if m.path is not None else m.serialized()
+    ort = deps.require("onnxruntime", purpose="ONNX Runtime, the accuracy reference,", install=_ORT_INSTALL)
+    source: str | bytes = str(m.path) if m.path is not None else m.serialized()
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:
@@ -557,7 +310,7 @@ def run_onnxruntime(
         DependencyError: ``evaluator="onnxruntime"`` and onnxruntime is not installed.
         ModelError: the model cannot be loaded or run.
     """
-    m = _load(model)
+    m = load_onnx(model)
     feeds = _cast_for(m, {k: np.asarray(v) for k, v in inputs.items()})
     if evaluator != "reference":
         try:
@@ -572,7 +325,7 @@ def run_onnxruntime(
 _EVALUATOR_LABELS: Final = {"onnxruntime": "ONNX Runtime (CPU)", "onnx-reference": "ONNX's reference evaluator"}
 
 
-def _is_onnx(candidate: Any) -> bool:
+def _is_onnx(candidate: object) -> bool:
     if isinstance(candidate, str | os.PathLike):
         return Path(candidate).suffix.lower() == ".onnx"
     return True  # bytes or onnx.ModelProto
@@ -599,10 +352,7 @@ def _engine_shapes(manifest: Manifest | None) -> dict[str, tuple[int, ...]]:
 
 
 def _resolve_backend(name: str | Backend | None, manifest: Manifest | None) -> tuple[Backend | None, str | None]:
-    from trtkit.backend import Backend, get_backend
-
-    if isinstance(name, Backend):
-        return name, None
+    """The backend to run with (default: the manifest's), or None and why it cannot be loaded."""
     try:
         return get_backend(name if name is not None else (manifest.backend if manifest else None)), None
     except DependencyError as exc:
@@ -610,8 +360,6 @@ def _resolve_backend(name: str | Backend | None, manifest: Manifest | None) -> t
 
 
 def _run_engine(source: Path | BuiltEngine, feeds: Mapping[str, Array], backend: Backend) -> dict[str, Array]:
-    from trtkit.runtime.loading import load_engine
-
     with load_engine(source, backend=backend) as loaded, loaded.create_context() as context:
         outputs = context.infer(dict(feeds))
         # NumPy outputs live in the engine's pinned pool: copy them before it closes.
@@ -660,17 +408,15 @@ def compare(
 
     Raises:
         DependencyError: onnxruntime is not installed (with ``evaluator="onnxruntime"``).
-        ModelError, InputError, ShapeError: the model, inputs or tolerance are wrong.
+        ModelError, InputError, ShapeError, ConfigError: the model, inputs, precision or tolerance are wrong.
         TrtkitError: building, loading or running the engine failed.
     """
-    from trtkit.manifest import read_engine_file
-
-    ref_model = _load(model)
+    ref_model = load_onnx(model)
     manifest: Manifest | None = None
     engine_path: Path | None = None
     onnx_candidate: OnnxModel | None = None
     if engine is not None and _is_onnx(engine):
-        onnx_candidate = _load(engine)
+        onnx_candidate = load_onnx(engine)
         candidate_name = str(onnx_candidate.path or onnx_candidate.name)
         candidate_label = ""  # set once it ran: it names the evaluator
     elif engine is not None:
@@ -684,7 +430,7 @@ def compare(
     chosen = precision or _precision_from(manifest, building)
     if tolerance is None:
         if chosen not in DEFAULT_TOLERANCES:
-            raise InputError(f"precision {chosen!r} is not one of {', '.join(DEFAULT_TOLERANCES)}; or pass "
+            raise ConfigError(f"precision {chosen!r} is not one of {', '.join(DEFAULT_TOLERANCES)}; or pass "
                              "tolerance=Tolerance(...)")
         tolerance = DEFAULT_TOLERANCES[chosen]
     if rtol is not None or atol is not None:
@@ -711,7 +457,7 @@ def compare(
     expected = run_onnxruntime(ref_model, feeds, evaluator="onnxruntime" if evaluator == "onnxruntime" else "auto")
     reference_label = f"{_EVALUATOR_LABELS[expected.evaluator]} running {ref_model.path or ref_model.name}"
 
-    def report(outputs: Sequence[OutputComparison] = (), reason: str | None = None, **extra: Any) -> CompareReport:
+    def report(outputs: Sequence[OutputComparison] = (), reason: str | None = None, **extra: object) -> CompareReport:
         return CompareReport(reference_label, candidate_label, chosen, tolerance, feed_info, tuple(outputs),
                              reason, generated_seed, extra)
 
@@ -720,8 +466,6 @@ def compare(
         actual = run_onnxruntime(onnx_candidate, feeds, evaluator=evaluator)
         candidate_label = f"{_EVALUATOR_LABELS[actual.evaluator]} running {candidate_name}"
         return report(compare_outputs(actual, expected, tolerance=tolerance), evaluator=actual.evaluator)
-
-    from trtkit.runtime.compat import run_blocker
 
     be, missing = _resolve_backend(backend, manifest)
     if be is None:
@@ -733,8 +477,6 @@ def compare(
     if engine_path is not None:
         source = engine_path
     else:
-        from trtkit.builder import BuildConfig, build_engine
-
         build_precision = chosen if chosen in ("fp16", "bf16") else "fp32"  # a Q/DQ model builds as it is
         config = BuildConfig(precision=build_precision, tf32=chosen != "fp32")  # type: ignore[arg-type]
         dynamic = {i.name for i in ref_model.inputs() if i.dynamic_axes}

@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from trtkit import dtypes
 from trtkit.errors import EngineFileError, ExecutionError, InputError, TrtkitError, UnsupportedFeatureError
@@ -63,7 +63,7 @@ class LayerTensor:
     location: str | None = None
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> LayerTensor:
+    def from_json(cls, d: Mapping[str, object]) -> LayerTensor:
         fmt = d.get("Format/Datatype")
         dtype_text = d.get("DataType", d.get("Datatype"))  # the split keys some versions write
         if fmt is None and (dtype_text is not None or d.get("Format") is not None):
@@ -71,15 +71,22 @@ class LayerTensor:
         dims = d.get("Dimensions")
         return cls(
             name=str(d.get("Name", "")),
-            dims=tuple(int(x) for x in dims) if isinstance(dims, list) else None,
+            dims=tuple(_int(x) for x in dims) if isinstance(dims, list) else None,
             format=str(fmt) if fmt is not None else None,
-            dtype=dtype_from_format(str(dtype_text)) if dtype_text is not None else dtype_from_format(fmt),
+            dtype=dtype_from_format(str(dtype_text)) if dtype_text is not None else
+            dtype_from_format(None if fmt is None else str(fmt)),
             location=str(d["Location"]) if "Location" in d else None,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "dims": list(self.dims) if self.dims is not None else None,
                 "format": self.format, "dtype": self.dtype, "location": self.location}
+
+
+def _int(value: object) -> int:
+    if isinstance(value, int | float | str):
+        return int(value)
+    raise TypeError(f"a dimension must be a number, got {type(value).__name__}")
 
 
 def _unique(values: Sequence[str | None]) -> list[str]:
@@ -102,7 +109,7 @@ class LayerInfo:
     tactic_name: str | None = None
     tactic_value: str | None = None
     origin: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    details: Mapping[str, object] = field(default_factory=dict, repr=False, compare=False)
     """The layer's record exactly as TensorRT wrote it (parameters, weights counts, ...)."""
 
     @property
@@ -122,7 +129,7 @@ class LayerInfo:
         return "/".join(both) if both else None
 
     @classmethod
-    def from_json(cls, item: Any) -> LayerInfo:
+    def from_json(cls, item: object) -> LayerInfo:
         if isinstance(item, str):
             return cls(name=item)
         if not isinstance(item, Mapping):
@@ -147,7 +154,7 @@ class LayerInfo:
             details=dict(item),
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name, "type": self.type, "precision": self.precision, "tactic": self.tactic,
             "tactic_name": self.tactic_name, "tactic_value": self.tactic_value, "origin": self.origin,
@@ -164,7 +171,7 @@ class EngineLayers:
     """``detailed``: types, tensors and tactics are known; ``layer_names_only``: only names (TensorRT's
     default); ``none``: nothing. Set at build time: ``BuildConfig(profiling_verbosity="detailed")``."""
     io_tensors: tuple[str, ...] = ()
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    raw: Mapping[str, object] = field(default_factory=dict, repr=False, compare=False)
     """The whole JSON document TensorRT returned."""
 
     @property
@@ -180,19 +187,19 @@ class EngineLayers:
     def __getitem__(self, index: int) -> LayerInfo:
         return self.layers[index]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"verbosity": self.verbosity, "io_tensors": list(self.io_tensors),
                 "layers": [layer.to_dict() for layer in self.layers]}
 
 
-def parse_engine_information(text: str | Mapping[str, Any]) -> EngineLayers:
+def parse_engine_information(text: str | Mapping[str, object]) -> EngineLayers:
     """Parse the JSON of ``inspector.get_engine_information(trt.LayerInformationFormat.JSON)``.
 
     Accepts TensorRT 10's ``Bindings`` and TensorRT 11's ``I/O Tensors``, detailed layer objects and
     names-only strings. Raises EngineFileError when the text is not that JSON document.
     """
     if isinstance(text, Mapping):
-        doc: Any = text
+        doc: object = text
     else:
         stripped = text.strip()
         if not stripped:

@@ -18,41 +18,52 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from types import ModuleType
+from typing import Literal, Protocol, TypeAlias
 
-from trtkit.errors import DependencyError, ModelError, ShapeError
+from filelock import FileLock
+
+from trtkit import deps
+from trtkit.errors import ConfigError, DependencyError, ModelError, ShapeError
 from trtkit.log import get_logger
+from trtkit.profiles import ProfilesLike, normalize_profiles
 
-__all__ = ["Exporter", "cached_export", "dynamic_axes_from_shapes", "export_key", "export_onnx"]
+__all__ = ["DynamicSpec", "Exporter", "TorchModule", "cached_export", "dynamic_axes_from_shapes", "export_key",
+           "export_onnx"]
 
 _log = get_logger("torch_export")
 
 Exporter = Literal["auto", "dynamo", "torchscript"]
-DynamicSpec = Mapping[str, Any]
+DynamicSpec: TypeAlias = Mapping[str, Mapping[int, object] | Sequence[int] | None]
 """``{input_name: {axis: dim_name} | [axis, ...]}``; a ``torch.export.Dim`` may stand for a dim name."""
+
+
+class TorchModule(Protocol):
+    """The part of ``torch.nn.Module`` the export uses."""
+
+    @property
+    def training(self) -> bool: ...
+    @property
+    def forward(self) -> Callable[..., object]: ...
+    def eval(self) -> object: ...
+    def train(self, mode: bool = ...) -> object: ...
+    def state_dict(self) -> Mapping[str, object]: ...
+    def modules(self) -> Iterable[object]: ...
 
 _SUBDIR = "torch"
 
 
-def _torch() -> Any:
-    import importlib
-
-    try:
-        torch = importlib.import_module("torch")
-    except ImportError as exc:
-        raise DependencyError(
-            f"PyTorch is not installed ({exc}); Engine.from_torch needs it. Install it with: "
-            "pip install 'trtkit[torch]'") from exc
-    return torch
+def _torch() -> ModuleType:
+    return deps.require("torch", purpose="Engine.from_torch", install="pip install 'trtkit[torch]'")
 
 
-def _as_tuple(example_inputs: Any) -> tuple[Any, ...]:
+def _as_tuple(example_inputs: object) -> tuple[object, ...]:
     return tuple(example_inputs) if isinstance(example_inputs, list | tuple) else (example_inputs,)
 
 
-def _input_names(module: Any, n: int, given: Sequence[str] | None) -> list[str]:
+def _input_names(module: TorchModule, n: int, given: Sequence[str] | None) -> list[str]:
     if given is not None:
         names = [str(x) for x in given]
         if len(names) != n:
@@ -66,7 +77,7 @@ def _input_names(module: Any, n: int, given: Sequence[str] | None) -> list[str]:
     return params[:n] if len(params) >= n else [f"input_{i}" for i in range(n)]
 
 
-def _label(value: Any, name: str, axis: int) -> str:
+def _label(value: object, name: str, axis: int) -> str:
     if isinstance(value, str):
         return value
     label = getattr(value, "__name__", None)  # torch.export.Dim
@@ -88,10 +99,8 @@ def _normalize_dynamic(spec: DynamicSpec | None, names: Sequence[str]) -> dict[s
     return out
 
 
-def dynamic_axes_from_shapes(shapes: Any, names: Sequence[str]) -> dict[str, dict[int, str]]:
+def dynamic_axes_from_shapes(shapes: ProfilesLike, names: Sequence[str]) -> dict[str, dict[int, str]]:
     """Dynamic axes implied by trtkit build shapes: every dim whose min and max differ in some profile."""
-    from trtkit.profiles import normalize_profiles
-
     dyn: dict[str, dict[int, str]] = {}
     for profile in normalize_profiles(shapes):
         for name, rng in profile.ranges.items():
@@ -108,7 +117,7 @@ def _identifier(label: str) -> str:
     return ident if ident and not ident[0].isdigit() else f"d_{ident}"
 
 
-def _module_digest(module: Any, torch: Any) -> str:
+def _module_digest(module: TorchModule, torch: ModuleType) -> str:
     """Hash of the module's weights and buffers (names, dtypes, shapes, bytes) and of its classes' source."""
     h = hashlib.sha256()
     for name, t in module.state_dict().items():
@@ -125,7 +134,7 @@ def _module_digest(module: Any, torch: Any) -> str:
     return h.hexdigest()
 
 
-def export_key(module: Any, example_inputs: Any, options: Mapping[str, Any]) -> str:
+def export_key(module: TorchModule, example_inputs: object, options: Mapping[str, object]) -> str:
     """The cache key of an export: weights, code, example input shapes and dtypes, export options, PyTorch."""
     torch = _torch()
     inputs = [(tuple(x.shape), str(x.dtype)) if isinstance(x, torch.Tensor) else repr(x)
@@ -136,16 +145,14 @@ def export_key(module: Any, example_inputs: Any, options: Mapping[str, Any]) -> 
 
 
 def _have_onnxscript() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("onnxscript") is not None
+    return deps.available("onnxscript")
 
 
-def _export_dynamo(torch: Any, module: Any, args: tuple[Any, ...], path: Path, names: list[str],
+def _export_dynamo(torch: ModuleType, module: TorchModule, args: tuple[object, ...], path: Path, names: list[str],
                    output_names: Sequence[str] | None, dyn: dict[str, dict[int, str]], opset: int | None) -> None:
-    dims: dict[str, Any] = {}
+    dims: dict[str, object] = {}
 
-    def dim(label: str) -> Any:
+    def dim(label: str) -> object:
         if label not in dims:
             dims[label] = torch.export.Dim(_identifier(label))
         return dims[label]
@@ -156,10 +163,10 @@ def _export_dynamo(torch: Any, module: Any, args: tuple[Any, ...], path: Path, n
                       dynamic_shapes=dynamic_shapes if dyn else None, external_data=True)
 
 
-def _export_torchscript(torch: Any, module: Any, args: tuple[Any, ...], path: Path, names: list[str],
+def _export_torchscript(torch: ModuleType, module: TorchModule, args: tuple[object, ...], path: Path, names: list[str],
                         output_names: Sequence[str] | None, dyn: dict[str, dict[int, str]],
                         opset: int | None) -> None:
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, object] = {}
     if opset is not None:
         kwargs["opset_version"] = opset
     torch.onnx.export(module, args, str(path), dynamo=False, input_names=names,
@@ -167,9 +174,9 @@ def _export_torchscript(torch: Any, module: Any, args: tuple[Any, ...], path: Pa
                       dynamic_axes=dyn or None, do_constant_folding=True, **kwargs)
 
 
-def export_onnx(module: Any, example_inputs: Any, path: str | os.PathLike[str], *,
+def export_onnx(module: TorchModule, example_inputs: object, path: str | os.PathLike[str], *,
                 dynamic_shapes: DynamicSpec | None = None, input_names: Sequence[str] | None = None,
-                output_names: Sequence[str] | None = None, shapes: Any = None, opset: int | None = None,
+                output_names: Sequence[str] | None = None, shapes: ProfilesLike = None, opset: int | None = None,
                 exporter: Exporter = "auto") -> Path:
     """Export ``module`` (run in eval mode, restored after) with ``example_inputs`` to the ONNX file ``path``.
 
@@ -182,7 +189,7 @@ def export_onnx(module: Any, example_inputs: Any, path: str | os.PathLike[str], 
     """
     torch = _torch()
     if exporter not in ("auto", "dynamo", "torchscript"):
-        raise ValueError(f"exporter must be 'auto', 'dynamo' or 'torchscript', got {exporter!r}")
+        raise ConfigError(f"exporter must be 'auto', 'dynamo' or 'torchscript', got {exporter!r}")
     args = _as_tuple(example_inputs)
     names = _input_names(module, len(args), input_names)
     dyn = _normalize_dynamic(dynamic_shapes, names) if dynamic_shapes is not None else \
@@ -219,17 +226,15 @@ def export_onnx(module: Any, example_inputs: Any, path: str | os.PathLike[str], 
     raise ModelError(f"could not export {type(module).__name__} to ONNX:\n  " + "\n  ".join(failures))
 
 
-def cached_export(module: Any, example_inputs: Any, cache_dir: str | os.PathLike[str], *,
+def cached_export(module: TorchModule, example_inputs: object, cache_dir: str | os.PathLike[str], *,
                   dynamic_shapes: DynamicSpec | None = None, input_names: Sequence[str] | None = None,
-                  output_names: Sequence[str] | None = None, shapes: Any = None, opset: int | None = None,
+                  output_names: Sequence[str] | None = None, shapes: ProfilesLike = None, opset: int | None = None,
                   exporter: Exporter = "auto") -> tuple[Path, bool]:
     """Export into ``cache_dir/torch/<key>/model.onnx`` unless that export exists; returns ``(path, reused)``.
 
     The key is :func:`export_key`; concurrent processes export once (file lock per key); a finished export is
     moved into place atomically.
     """
-    from filelock import FileLock
-
     args = _as_tuple(example_inputs)
     names = _input_names(module, len(args), input_names)
     options = {"dynamic_shapes": _normalize_dynamic(dynamic_shapes, names) if dynamic_shapes is not None else None,
