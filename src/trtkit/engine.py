@@ -1,6 +1,6 @@
 """The facade: ``Engine.from_onnx(model)`` / ``Engine.load(path)`` and ``engine(inputs)``.
 
-Built on :mod:`trtkit.cache` (build or reuse), :mod:`trtkit.runtime` (load and run) and :mod:`trtkit.bench`;
+Built on :mod:`trtkit.cache` (build or reuse), :mod:`trtkit.runtime` (load and run) and :mod:`trtkit.tools.bench`;
 those stay usable without it. Outputs come back in the caller's array family: NumPy in, NumPy out; PyTorch or
 CuPy in, the same family on the same device out (run on the caller's current stream, no copy).
 """
@@ -135,7 +135,7 @@ class Engine:
         (the build profiles, as for :meth:`from_onnx`). The exported model is cached with the engine (keyed by
         the module's weights and code, the inputs' shapes and dtypes and the export options), so a second call
         with the same module exports nothing. Needs ``pip install 'trtkit[torch]'``; see
-        :mod:`trtkit.torch_export` for the exporters used.
+        :mod:`trtkit.tools.torch_export` for the exporters used.
         """
         if cache is False:
             with tempfile.TemporaryDirectory(prefix="trtkit-torch-") as tmp:
@@ -199,7 +199,7 @@ class Engine:
 
         Types, precisions and tactics need an engine built with ``BuildConfig(profiling_verbosity="detailed")``;
         otherwise only names come back (``result.verbosity`` says which). Dynamic dims are resolved at
-        ``shapes`` (default: the opt shapes of profile 0). See :func:`trtkit.layers.engine_layers`.
+        ``shapes`` (default: the opt shapes of profile 0). See :func:`trtkit.tools.layers.engine_layers`.
         """
         return engine_layers(self._loaded, shapes=shapes)
 

@@ -211,9 +211,9 @@ class Context:
         if stream is not None and stream != self._handle and stream_handle(stream) != self._handle:
             self._switch_stream(stream)
         self._producers.clear()
-        call = prepare_inputs(self.inputs, inputs, family=family, stream=self._handle,
-                              stream_given=stream is not None, ordered=ordered, device=self.engine.device_index,
-                              by_name=self._in_specs, producers=self._producers)
+        # positional: this runs on every call
+        call = prepare_inputs(self.inputs, inputs, family, self._handle, stream is not None, ordered,
+                              self.engine.device_index, self._in_specs, self._producers)
         infos, caller, ordered, maker, _ = call
         if caller is not None and caller != self._handle:
             self._switch_stream(caller)

@@ -307,7 +307,7 @@ need no ordering against their producers; how to make outputs in the caller's fa
 results into when they are not made in it."""
 
 
-def prepare_inputs(specs: Sequence[TensorSpec], given: object, *, family: ArrayAdapter | None, stream: int,
+def prepare_inputs(specs: Sequence[TensorSpec], given: object, family: ArrayAdapter | None, stream: int,
                    stream_given: bool, ordered: bool, device: int, by_name: Mapping[str, TensorSpec],
                    producers: list[int]) -> CallInputs:
     """Normalize, describe and validate the inputs of one call on ``stream``.

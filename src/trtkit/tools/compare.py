@@ -3,7 +3,7 @@
 :func:`compare` feeds the same inputs to the reference ONNX model and to the candidate (a TensorRT engine, or
 another ONNX model such as an FP16 conversion) and reports, per output, the maximum and mean absolute error,
 the maximum relative error, the number of elements outside tolerance (``numpy.isclose`` semantics) and the
-cosine similarity, judged by a :class:`Tolerance`. :func:`trtkit.precision.check_conversion` uses the same
+cosine similarity, judged by a :class:`Tolerance`. :func:`trtkit.tools.quantize.check_conversion` uses the same
 engine for FP32-vs-converted checks.
 
 The metrics, :class:`~trtkit.tools.metrics.Tolerance` and the per-output verdicts live in
@@ -89,7 +89,7 @@ _ORT_INSTALL: Final = "pip install onnxruntime"
 
 @dataclass(frozen=True)
 class CompareReport:
-    """The result of :func:`compare` and :func:`trtkit.precision.check_conversion`.
+    """The result of :func:`compare` and :func:`trtkit.tools.quantize.check_conversion`.
 
     ``status`` is ``"pass"`` (every output within tolerance), ``"mismatch"`` or ``"not_run"`` (the engine cannot
     run on this machine; :attr:`reason` says why and :attr:`outputs` is empty).
@@ -383,7 +383,7 @@ def compare(
     """Compare a TensorRT engine, or a second ONNX model, with ONNX Runtime running ``model`` on the CPU.
 
     Args:
-        model: the reference ONNX model (path, bytes, ``onnx.ModelProto`` or :class:`~trtkit.onnx_model.OnnxModel`).
+        model: the reference ONNX model (path, bytes, ``onnx.ModelProto`` or :class:`~trtkit.builder.model.OnnxModel`).
         engine: an engine file (``.engine``/``.plan``, with or without a trtkit manifest); or an ``.onnx`` path,
             bytes, ``onnx.ModelProto`` or ``OnnxModel`` to run on the CPU too (e.g. an FP16 conversion); or None
             to build an engine from ``model`` here (only when this machine can run it).

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 __all__ = [
     "PARALLEL_COPY_MIN",
     "CudaStream",
+    "CupyStream",
+    "HasCudaStream",
     "StreamLike",
     "StreamOrder",
     "copy_async",
@@ -32,6 +34,7 @@ __all__ = [
     "stream_handle",
     "stream_wait_event",
     "to_stream",
+    "TorchStream",
     "upload",
 ]
 
@@ -72,7 +75,27 @@ class CudaDevice(Protocol):
     def sync(self) -> None: ...
 
 
-StreamLike: TypeAlias = "CudaStream | int | object"
+class HasCudaStream(Protocol):
+    """The CUDA stream protocol (cuda.core, CuPy >= 13): ``__cuda_stream__() -> (version, handle)``."""
+
+    def __cuda_stream__(self) -> tuple[int, int]: ...
+
+
+class TorchStream(Protocol):
+    """A PyTorch ``torch.cuda.Stream``: its handle is ``.cuda_stream``."""
+
+    @property
+    def cuda_stream(self) -> int: ...
+
+
+class CupyStream(Protocol):
+    """A CuPy ``cupy.cuda.Stream`` (before CuPy 13): its handle is ``.ptr``."""
+
+    @property
+    def ptr(self) -> int: ...
+
+
+StreamLike: TypeAlias = "CudaStream | HasCudaStream | TorchStream | CupyStream | int"
 """A cuda.core ``Stream``, an object with ``__cuda_stream__`` (cuda.core, CuPy >= 13), a PyTorch stream
 (``.cuda_stream``), a CuPy stream (``.ptr``) or a raw ``cudaStream_t`` as int."""
 
