@@ -196,7 +196,7 @@ class EngineCache:
         finds the entry.
         """
         config = config or BuildConfig()
-        be = backend if isinstance(backend, Backend) else get_backend(backend)
+        be = get_backend(backend)
         onnx_model = load_onnx(model)
         profiles = normalize_profiles(shapes)
         key = self.key(onnx_model, profiles, config, be)

@@ -84,7 +84,7 @@ class Engine:
         """
         if on_incompatible not in ("rebuild", "warn", "error"):
             raise ConfigError(f"on_incompatible must be 'rebuild', 'warn' or 'error', got {on_incompatible!r}")
-        be = backend if isinstance(backend, Backend) else get_backend(backend)
+        be = get_backend(backend)
         if not be.features.compute_capability_targets:
             set_device(device)  # full TensorRT builds for the current GPU: make it the one the engine runs on
         if cache is False:

@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from trtkit.tools import torch_export  # noqa: E402
 from trtkit.cache import EngineCache  # noqa: E402
 from trtkit.engine import Engine  # noqa: E402
+from trtkit.tools import torch_export  # noqa: E402
 from trtkit.tools.torch_export import cached_export, export_onnx  # noqa: E402
 
 pytestmark = pytest.mark.gpu

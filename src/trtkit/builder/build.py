@@ -212,7 +212,7 @@ def build_engine(
         BuildCancelledError: the progress callback or ``cancel`` stopped the build.
     """
     config = config or BuildConfig()
-    be = backend if isinstance(backend, Backend) else get_backend(backend)
+    be = get_backend(backend)
     onnx_model = load_onnx(model)
     profiles = normalize_profiles(shapes)
     _check_options(be, config)

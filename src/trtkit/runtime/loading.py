@@ -122,10 +122,7 @@ def load_engine(source: str | os.PathLike[str] | bytes | BuiltEngine, *, device:
         allowed. CudaError: no GPU here. ExecutionError: TensorRT could not create a runtime.
     """
     plan, manifest, where = _read_source(source)
-    if isinstance(backend, Backend):
-        be = backend
-    else:
-        be = get_backend(backend if backend is not None else (manifest.backend if manifest else None))
+    be = get_backend(backend if backend is not None else (manifest.backend if manifest else None))
     check_compatibility(manifest, be, None, source=where)
     _check_host_code(manifest, where, allow_host_code, lean_runtime)
     info = device_info(device)

@@ -5,7 +5,9 @@ This package and :mod:`trtkit.gpu` are the only places that import cuda-python.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import os
 import threading
 from types import ModuleType
 from typing import TYPE_CHECKING, Final, Protocol, SupportsInt, TypeAlias, runtime_checkable
@@ -15,8 +17,6 @@ from trtkit.errors import CudaError
 from trtkit.gpu import check, cudart
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
-
     import numpy as np
     from numpy.typing import NDArray
 
@@ -203,7 +203,7 @@ class StreamOrder:
 PARALLEL_COPY_MIN: Final = 16 << 20
 """Host copies at least this large are split over several threads (one thread reaches about a third of the
 memory bandwidth; the driver's own staging of pageable memory is slower still)."""
-_copy_pool: ThreadPoolExecutor | None = None
+_copy_pool: concurrent.futures.ThreadPoolExecutor | None = None
 _copy_workers = 1
 _copy_pool_lock = threading.Lock()  # two threads may make their first large copy at once
 
@@ -221,9 +221,6 @@ def host_copy(dst: NDArray[np.generic], src: NDArray[np.generic]) -> None:
     global _copy_pool, _copy_workers
     with _copy_pool_lock:
         if _copy_pool is None:
-            import concurrent.futures
-            import os
-
             _copy_workers = max(2, min(8, (os.cpu_count() or 2) // 2))
             _copy_pool = concurrent.futures.ThreadPoolExecutor(_copy_workers, thread_name_prefix="trtkit-copy")
         pool, parts = _copy_pool, _copy_workers
