@@ -10,6 +10,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from trtkit import deps
 from trtkit.errors import ConfigError, CudaError, DependencyError
 
 __all__ = [
@@ -29,11 +30,7 @@ _INSTALL = "pip install cuda-python"
 @functools.cache
 def cudart() -> Any:
     """``cuda.bindings.runtime``, or DependencyError naming the package to install."""
-    try:
-        from cuda.bindings import runtime
-    except ImportError as exc:
-        raise DependencyError(f"cuda-python is required for this call: {_INSTALL} ({exc})") from exc
-    return runtime
+    return deps.require("cuda.bindings.runtime", purpose="this call", install=_INSTALL)
 
 
 def check(result: Any, what: str) -> Any:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from trtkit.gpu import DeviceInfo
     from trtkit.manifest import Manifest
 
-__all__ = ["check_compatibility", "run_blocker", "validity_reasons"]
+__all__ = ["check_compatibility", "run_blocker", "unsupported_gpu", "validity_reasons"]
 
 
 def run_blocker(backend: Backend, device: int = 0) -> str | None:
@@ -31,14 +31,18 @@ def run_blocker(backend: Backend, device: int = 0) -> str | None:
         info = device_info(device)
     except CudaError as exc:
         return str(exc)
+    return unsupported_gpu(backend, info)
+
+
+def unsupported_gpu(backend: Backend, info: DeviceInfo) -> str | None:
+    """Why ``backend`` runs no engine on the GPU ``info`` (TensorRT-RTX refuses some compute capabilities), or
+    None. The one supported-GPU check: :func:`run_blocker` and :func:`check_compatibility` both ask it."""
     supported = backend.features.supported_compute_capabilities
-    if supported is not None and info.compute_capability not in supported:
-        ccs = ", ".join(f"{a}.{b}" for a, b in supported)
-        return (
-            f"{backend.label} does not run on {info.name} (compute capability {info.cc_string}); it supports "
-            f"compute capabilities {ccs}. Use full TensorRT (pip install 'trtkit[tensorrt]') on this GPU"
-        )
-    return None
+    if supported is None or info.compute_capability in supported:
+        return None
+    ccs = ", ".join(f"{a}.{b}" for a, b in supported)
+    return (f"{backend.label} does not run on {info.name} (compute capability {info.cc_string}); it supports "
+            f"compute capabilities {ccs}. Use full TensorRT (pip install 'trtkit[tensorrt]') on this GPU")
 
 
 def _rebuild_hint(manifest: Manifest) -> str:
@@ -53,13 +57,9 @@ def check_compatibility(manifest: Manifest | None, backend: Backend, device: Dev
     ``device`` (backend, version, compute capability). A bare plan (no manifest) passes; TensorRT checks it.
     """
     if device is not None:
-        supported = backend.features.supported_compute_capabilities
-        if supported is not None and device.compute_capability not in supported:
-            ccs = ", ".join(f"{a}.{b}" for a, b in supported)
-            raise EngineIncompatibleError(
-                f"{backend.label} cannot run engines on {device.name} (compute capability {device.cc_string}); "
-                f"it supports {ccs}. Use full TensorRT on this GPU (pip install 'trtkit[tensorrt]')."
-            )
+        why = unsupported_gpu(backend, device)
+        if why is not None:
+            raise EngineIncompatibleError(why + ".")
     if manifest is None:
         return
     hint = _rebuild_hint(manifest)
