@@ -293,8 +293,9 @@ class Context:
                 continue  # data-dependent: the output allocator provides memory
             target = provided.get(spec.name)
             if target is None and maker is not None:  # made as asked: no need to inspect it
-                made = maker.empty(shape, dtype=maker.dtypes[spec.dtype.name], **maker.options)
-                self._bind(spec.name, maker.pointer(made))
+                empty, family_dtypes, options, pointer = maker  # one unpack, not four attribute lookups
+                made = empty(shape, dtype=family_dtypes[spec.dtype.name], **options)
+                self._bind(spec.name, pointer(made))
                 result[spec.name] = made
                 continue
             if target is None and factory is not None:
