@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
-from trtkit.errors import UnsupportedFeatureError
+from trtkit.errors import ConfigError, UnsupportedFeatureError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -132,9 +132,7 @@ def lookup(name: str) -> DType:
     try:
         return _BY_NAME[key]
     except KeyError:
-        raise UnsupportedFeatureError(
-            f"unknown dtype {name!r}; expected one of {', '.join(_BY_NAME)}"
-        ) from None
+        raise ConfigError(f"unknown dtype {name!r}; expected one of {', '.join(_BY_NAME)}") from None
 
 
 def from_trt(value: object) -> DType:
