@@ -11,52 +11,19 @@ entered twice.
 from __future__ import annotations
 
 import importlib.util
-import sys
-from collections.abc import Callable
-from types import FrameType
 
 import numpy as np
 from support import trt_double
+from support.tracing import trace_entries
 
 from trtkit.backend import Backend
 from trtkit.engine import Engine
 from trtkit.runtime import load_engine
 
-DOUBLE = trt_double.__name__
-
-
-def trace(call: Callable[[], object], until: str) -> tuple[list[str], list[tuple[str, str, str]]]:
-    """The trtkit (and double) functions ``call`` runs, and its module entries up to the double's ``until``."""
-    functions: list[str] = []
-    entries: list[tuple[str, str, str]] = []
-    done = False
-
-    def profile(frame: FrameType, event: str, arg: object) -> None:
-        nonlocal done
-        if event != "call" or done:
-            return
-        callee = str(frame.f_globals.get("__name__", ""))
-        if not (callee.startswith("trtkit.") or callee == DOUBLE):
-            return
-        functions.append(f"{callee}.{frame.f_code.co_qualname}")
-        back = frame.f_back
-        caller = str(back.f_globals.get("__name__", "")) if back is not None else ""
-        if caller != callee:
-            entries.append((caller, callee, frame.f_code.co_qualname))
-        if callee == DOUBLE and frame.f_code.co_qualname.endswith(until):
-            done = True
-
-    sys.setprofile(profile)
-    try:
-        call()
-    finally:
-        sys.setprofile(None)
-    return functions, entries
-
 
 def show(label: str, engine: Engine, x: object, until: str) -> None:
     keep = engine(x)  # warm-up; kept so that the traced call's outputs get new addresses
-    functions, entries = trace(lambda: engine(x), until)
+    functions, entries = trace_entries(lambda: engine(x), until)
     print(f"== {label}: functions in order")
     for f in functions:
         print(f"  {f}")
@@ -68,7 +35,6 @@ def show(label: str, engine: Engine, x: object, until: str) -> None:
     print(f"== {label}: path  " + " -> ".join(entered) + (f"  (entered twice: {twice})" if twice else ""))
     del keep
 
-
 def main() -> None:
     be = Backend.from_module("tensorrt", trt_double.make_module())
     plan = trt_double.make_plan(profiles=[{"x": ((1, 4), (8, 4), (64, 4))}])
@@ -79,7 +45,6 @@ def main() -> None:
             import torch
 
             show("torch", engine, torch.ones(8, 4, device="cuda"), "set_tensor_address")
-
 
 if __name__ == "__main__":
     main()

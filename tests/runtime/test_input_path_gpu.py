@@ -9,13 +9,12 @@ same path by hand.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from types import FrameType
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from support import trt_double
+from support.tracing import DOUBLE, trace_entries
 
 from trtkit.backend import Backend
 from trtkit.engine import Engine
@@ -24,38 +23,6 @@ from trtkit.runtime import load_engine
 pytestmark = pytest.mark.gpu
 
 AFFINE = trt_double.make_plan(profiles=[{"x": ((1, 4), (8, 4), (64, 4))}])
-DOUBLE = trt_double.__name__
-
-
-def trace_entries(call: Callable[[], object], until: str) -> tuple[list[str], list[tuple[str, str, str]]]:
-    """Run ``call`` under ``sys.setprofile``; return the trtkit and double functions called, in order, and the
-    module entries ``(caller module, callee module, function)`` up to the first call of the double's ``until``."""
-    functions: list[str] = []
-    entries: list[tuple[str, str, str]] = []
-    done = False
-
-    def profile(frame: FrameType, event: str, arg: object) -> None:
-        nonlocal done
-        if event != "call" or done:
-            return
-        callee = str(frame.f_globals.get("__name__", ""))
-        if not (callee.startswith("trtkit.") or callee == DOUBLE):
-            return
-        name = frame.f_code.co_qualname
-        functions.append(f"{callee}.{name}")
-        back = frame.f_back
-        caller = str(back.f_globals.get("__name__", "")) if back is not None else ""
-        if caller != callee:
-            entries.append((caller, callee, name))
-        if callee == DOUBLE and name.endswith(until):
-            done = True
-
-    sys.setprofile(profile)
-    try:
-        call()
-    finally:
-        sys.setprofile(None)
-    return functions, entries
 
 
 def _check_path(functions: list[str], entries: list[tuple[str, str, str]], until: str) -> None:
