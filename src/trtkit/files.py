@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["atomic_write", "sha256_bytes"]
+from trtkit.errors import ConfigError
+
+__all__ = ["atomic_write", "refuse_overwrite", "sha256_bytes"]
 
 
 def sha256_bytes(data: bytes | memoryview) -> str:
@@ -28,3 +31,15 @@ def atomic_write(path: Path, data: bytes | memoryview) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def refuse_overwrite(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]], *,
+                     what: str = "the output") -> None:
+    """Raise :class:`ConfigError` when ``output`` is one of ``inputs`` (compared as resolved real paths, so
+    links, ``..`` and relative spellings of one file match). Outputs never overwrite what a command reads."""
+    out = Path(output).resolve()
+    for item in inputs:
+        src = Path(item).resolve()
+        if out == src:
+            raise ConfigError(f"{what} {str(output)!r} is also an input ({str(item)!r}); writing it would destroy the "
+                              "input. Choose another output path (-o / --output)")
