@@ -35,11 +35,11 @@ def atomic_write(path: Path, data: bytes | memoryview) -> None:
 
 def refuse_overwrite(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]], *,
                      what: str = "the output") -> None:
-    """Raise :class:`ConfigError` when ``output`` is one of ``inputs`` (compared as resolved real paths, so
-    links, ``..`` and relative spellings of one file match). Outputs never overwrite what a command reads."""
+    """Raise :class:`ConfigError` when ``output`` is one of ``inputs`` (compared as resolved real paths and, for
+    existing files, by inode: symbolic and hard links, ``..`` and relative spellings of one file all match). Outputs never overwrite what a command reads."""
     out = Path(output).resolve()
     for item in inputs:
         src = Path(item).resolve()
-        if out == src:
+        if out == src or (out.exists() and src.exists() and os.path.samefile(out, src)):  # hard links too
             raise ConfigError(f"{what} {str(output)!r} is also an input ({str(item)!r}); writing it would destroy the "
                               "input. Choose another output path (-o / --output)")
