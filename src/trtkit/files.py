@@ -36,7 +36,8 @@ def atomic_write(path: Path, data: bytes | memoryview) -> None:
 def refuse_overwrite(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]], *,
                      what: str = "the output") -> None:
     """Raise :class:`ConfigError` when ``output`` is one of ``inputs`` (compared as resolved real paths and, for
-    existing files, by inode: symbolic and hard links, ``..`` and relative spellings of one file all match). Outputs never overwrite what a command reads."""
+    existing files, by inode: symbolic and hard links, ``..`` and relative spellings of one file all match).
+    Outputs never overwrite what a command reads."""
     out = Path(output).resolve()
     for item in inputs:
         src = Path(item).resolve()
