@@ -3,6 +3,8 @@
 Needs a TensorRT backend; no GPU with TensorRT-RTX, which builds on the CPU.
 
     python examples/01_build_engine.py [OUT_DIR]
+
+The files go to OUT_DIR; without it, to a temporary directory that is removed on exit.
 """
 
 from __future__ import annotations
@@ -18,7 +20,16 @@ from trtkit.samples import TINY_CNN_SHAPES, tiny_cnn_path
 
 
 def main() -> int:
-    out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="trtkit-example-"))
+    if len(sys.argv) > 1:
+        return build_and_read(Path(sys.argv[1]))
+    with tempfile.TemporaryDirectory(prefix="trtkit-example-") as tmp:  # removed on exit; pass OUT_DIR to keep
+        status = build_and_read(Path(tmp))
+    print("(the engine was in a temporary directory, now removed: pass OUT_DIR to keep it)")
+    return status
+
+
+def build_and_read(out_dir: Path) -> int:
+    """Build the engine into OUT_DIR, then read it back and print its manifest."""
     model = tiny_cnn_path()  # image[batch, 3, height, width] -> probs[batch, 10]
 
     # One optimization profile: batch 1-16, height and width 32-128 (opt 4x3x64x64).

@@ -3,6 +3,8 @@
 Needs a TensorRT backend; no GPU with TensorRT-RTX.
 
     python examples/02_dynamic_shapes_profiles.py [OUT_DIR]
+
+The files go to OUT_DIR; without it, to a temporary directory that is removed on exit.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from trtkit.samples import tiny_cnn_path
 
 
 def main() -> int:
-    out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="trtkit-example-"))
+    if len(sys.argv) > 1:
+        return build_profiles(Path(sys.argv[1]))
+    with tempfile.TemporaryDirectory(prefix="trtkit-example-") as tmp:  # removed on exit; pass OUT_DIR to keep
+        return build_profiles(Path(tmp))
+
+
+def build_profiles(out_dir: Path) -> int:
+    """Build an engine with two profiles into OUT_DIR, then show a profile being refused."""
     model = tiny_cnn_path()
 
     # trtexec syntax: the i-th --minShapes/--optShapes/--maxShapes belong to profile i.

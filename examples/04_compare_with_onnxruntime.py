@@ -5,6 +5,8 @@ engine (no GPU needed with TensorRT-RTX) and compares it where this machine can 
 says why not (``trtkit compare`` exits 3 then).
 
     python examples/04_compare_with_onnxruntime.py [OUT_DIR]
+
+The files go to OUT_DIR; without it, to a temporary directory that is removed on exit.
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ def main() -> int:
     if importlib.util.find_spec("onnxruntime") is None:
         print("skipped: ONNX Runtime is the accuracy reference and is not installed (pip install onnxruntime)")
         return 0
-    out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="trtkit-example-"))
+    if len(sys.argv) > 1:
+        return compare_all(Path(sys.argv[1]))
+    with tempfile.TemporaryDirectory(prefix="trtkit-example-") as tmp:  # removed on exit; pass OUT_DIR to keep
+        return compare_all(Path(tmp))
+
+
+def compare_all(out_dir: Path) -> int:
+    """Write the rounded model and the engine into OUT_DIR and compare both with ONNX Runtime."""
     model = tiny_cnn_path()
 
     # A variant whose weights are rounded to bfloat16 values (still an FP32 model): what BF16 weights cost.

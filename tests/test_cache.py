@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,6 +20,8 @@ from trtkit.builder import BuildConfig
 from trtkit.builder.model import load_onnx
 from trtkit.builder.precision import plan_precision
 from trtkit.cache import EngineCache, default_cache_dir
+from trtkit.errors import ConfigError
+from trtkit.files import LockTimeoutError
 
 
 def test_miss_then_hit_without_rebuilding(rtx: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,3 +125,144 @@ def test_key_names_the_targets_as_the_manifest_does(rtx: Backend) -> None:
     model = load_onnx(conv_relu(dims=(1, 3, 8, 8)))
     spelled = [cache.key(model, [], BuildConfig(compute_capabilities=(cc,)), rtx) for cc in ("8.6", "86", "sm_86")]
     assert len(set(spelled)) == 1
+
+
+# ---- faults: bad arguments, read-only caches, killed writers, stopped lock holders ------------------------------
+
+
+
+
+@pytest.mark.parametrize(("kwargs", "named"), [
+    ({"directory": 123}, "123"),
+    ({"max_bytes": "lots"}, "'lots'"),
+    ({"max_bytes": -1}, "-1"),
+    ({"max_bytes": True}, "True"),
+    ({"max_bytes": 2.5}, "2.5"),
+    ({"lock_timeout": -3}, "-3"),
+])
+def test_bad_arguments_are_config_errors_naming_the_value(tmp_path: Path, kwargs: dict[str, object],
+                                                          named: str) -> None:
+    kwargs.setdefault("directory", tmp_path)
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        EngineCache(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_environment_is_a_config_error_naming_the_variable(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRTKIT_CACHE_MAX_BYTES", "lots")
+    with pytest.raises(ConfigError, match="TRTKIT_CACHE_MAX_BYTES 'lots'"):
+        EngineCache(tmp_path)
+    monkeypatch.setenv("TRTKIT_CACHE_MAX_BYTES", "2G")
+    assert EngineCache(tmp_path).max_bytes == 2 << 30
+
+
+def test_cache_path_that_is_a_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a directory"):
+        EngineCache(tmp_path / "f")
+    monkeypatch.setenv("TRTKIT_CACHE_DIR", str(tmp_path / "f"))
+    with pytest.raises(ConfigError, match="TRTKIT_CACHE_DIR"):
+        EngineCache()
+
+
+def _refuse_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every call that would change the file system fails as on a read-only mount."""
+    def erofs(*args: object, **kwargs: object) -> object:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    real_open = os.open
+
+    def open_ro(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            erofs()
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", open_ro)
+    for name in ("utime", "replace", "rename", "unlink", "mkdir", "rmdir", "chmod"):
+        monkeypatch.setattr(os, name, erofs)
+
+
+def test_read_only_cache_still_hits_and_a_miss_still_builds(rtx: Backend, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = EngineCache(tmp_path)
+    model = conv_relu(dims=(1, 3, 8, 8))
+    first, _ = cache.get_or_build(model, backend=rtx, progress=False)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with monkeypatch.context() as mp:
+        _refuse_writes(mp)
+        again, hit = cache.get_or_build(model, backend=rtx, progress=False)
+        assert hit and again.plan == first.plan
+        other, hit = cache.get_or_build(conv_relu(dims=(1, 3, 8, 8), seed=3), backend=rtx, progress=False)
+        assert not hit and other.plan
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
+def test_read_only_directory_still_hits(rtx: Backend, tmp_path: Path) -> None:
+    cache = EngineCache(tmp_path / "c")
+    model = conv_relu(dims=(1, 3, 8, 8))
+    cache.get_or_build(model, backend=rtx, progress=False)
+    (tmp_path / "c").chmod(0o555)
+    try:
+        assert cache.get_or_build(model, backend=rtx, progress=False)[1]
+    finally:
+        (tmp_path / "c").chmod(0o755)
+
+
+_KILLED_WRITER = textwrap.dedent("""
+    import os, signal, sys
+    from trtkit.cache import EngineCache
+    from trtkit.manifest import BuiltEngine, read_engine_file
+    plan, manifest = read_engine_file(sys.argv[2])
+    os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # dies mid-write, as with kill -9
+    EngineCache(sys.argv[1]).put("f" * 32, BuiltEngine(plan, manifest))
+""")
+
+
+def test_files_of_a_killed_writer_are_counted_and_pruned(rtx: Backend, tmp_path: Path) -> None:
+    cache = EngineCache(tmp_path / "c")
+    built, _ = cache.get_or_build(conv_relu(dims=(1, 3, 8, 8)), backend=rtx, progress=False)
+    (entry,) = cache.entries()
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(cache.directory), str(entry.path)],
+                          timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    strays = cache.strays()
+    assert strays and sum(size for _, size in strays) >= len(built.plan)
+    assert cache.size() == entry.size + sum(size for _, size in strays)  # counted against the cap
+    removed = cache.prune()[1]
+    assert {p for p, _ in strays} <= set(removed)
+    assert cache.strays() == [] and cache.size() == entry.size
+    assert not list(cache.directory.glob("*.lock"))  # the killed writer's lock file is gone too
+    assert cache.get(entry.key) is not None
+
+
+def test_lock_files_do_not_pile_up(rtx: Backend, tmp_path: Path) -> None:
+    cache = EngineCache(tmp_path)
+    for seed in range(2):
+        cache.get_or_build(conv_relu(dims=(1, 3, 8, 8), seed=seed), backend=rtx, progress=False)
+    assert not list(tmp_path.glob("*.lock"))
+
+
+_HOLDER = textwrap.dedent("""
+    import sys, time
+    from trtkit.files import HolderLock
+    with HolderLock(sys.argv[1]):
+        print("held", flush=True)
+        time.sleep(60)
+""")
+
+
+def test_waiting_behind_a_stopped_builder_times_out_naming_it(rtx: Backend, tmp_path: Path) -> None:
+    model = conv_relu(dims=(1, 3, 8, 8), seed=11)
+    cache = EngineCache(tmp_path, lock_timeout=0.5)
+    key = cache.key(load_onnx(model), [], BuildConfig(), rtx)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path / f"{key}.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        os.kill(holder.pid, signal.SIGSTOP)
+        with pytest.raises(LockTimeoutError, match=rf"pid {holder.pid} .*\(stopped\)"):
+            cache.get_or_build(model, backend=rtx, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -12,8 +12,10 @@ Size cap: ``TRTKIT_CACHE_MAX_BYTES`` (accepts ``4G``), else 8 GiB.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +23,6 @@ from pathlib import Path
 from typing import Final
 
 import platformdirs
-from filelock import FileLock
 
 from trtkit.backend import Backend, get_backend
 from trtkit.builder import BuildConfig, build_engine, parse_size
@@ -30,8 +31,8 @@ from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
 from trtkit.builder.precision import PrecisionPlan, plan_precision
 from trtkit.builder.progress import ProgressCallback
 from trtkit.builder.target import build_target
-from trtkit.errors import EngineFileError
-from trtkit.files import sha256_bytes
+from trtkit.errors import ConfigError, EngineFileError
+from trtkit.files import HolderLock, LockTimeoutError, os_error_line, sha256_bytes
 from trtkit.log import get_logger
 from trtkit.manifest import MANIFEST_SUFFIX, BuiltEngine, read_engine_file, write_engine_file
 from trtkit.profiles import Profile, ProfilesLike, normalize_profiles
@@ -41,6 +42,9 @@ __all__ = ["CacheEntry", "EngineCache", "default_cache_dir"]
 _log = get_logger("cache")
 KEY_VERSION: Final = 1
 DEFAULT_MAX_BYTES: Final = 8 << 30
+DEFAULT_LOCK_TIMEOUT_S: Final = 3600.0
+_STRAY = re.compile(r"^\.+([0-9a-f]{32})\.engine\..*\.(tmp|pending)$")
+_LOCK = re.compile(r"^([0-9a-f]{32})\.lock$")
 
 
 def default_cache_dir() -> Path:
@@ -53,10 +57,39 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class CacheEntry:
+    """One cached engine: its key, plan path, bytes on disk (plan, manifest, converted model) and last use."""
+
     key: str
     path: Path
     size: int
     last_used: float
+
+
+def _max_bytes(value: object, source: str) -> int:
+    if isinstance(value, str):
+        try:
+            value = parse_size(value)
+        except ConfigError:
+            raise ConfigError(f"{source} {value!r} is not a size; write e.g. 4G, 512M or a number of bytes") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{source} must be a number of bytes or a size such as '4G', not "
+                          f"{type(value).__name__} {value!r}")
+    if value < 0:
+        raise ConfigError(f"{source} must be 0 or more bytes, not {value}; e.g. max_bytes='8G'")
+    return value
+
+
+def _seconds(value: object, source: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{source} {value!r} is not a number of seconds; e.g. 600") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"{source} must be a number of seconds (0 or more) or None, not {value!r}")
+    return float(value)
 
 
 class EngineCache:
@@ -65,14 +98,39 @@ class EngineCache:
     Args:
         directory: where entries live; defaults to :func:`default_cache_dir`.
         max_bytes: size cap in bytes (or ``"4G"``); defaults to ``TRTKIT_CACHE_MAX_BYTES`` or 8 GiB.
+        lock_timeout: seconds to wait for another process building the same engine before raising
+            :class:`~trtkit.files.LockTimeoutError` (None: wait for ever); defaults to
+            ``TRTKIT_CACHE_LOCK_TIMEOUT`` or one hour.
+
+    Methods: :meth:`get_or_build` (the usual entry point), :meth:`get`, :meth:`put`, :meth:`remove`,
+    :meth:`entries`, :meth:`size`, :meth:`evict` (apply the size cap), :meth:`prune` (remove what killed
+    writers left, then apply the cap), :meth:`clear`, :meth:`key`, :meth:`path_for`, :meth:`lock`.
+
+    Raises:
+        ConfigError: ``directory`` is not a path or is a file, or ``max_bytes`` / ``lock_timeout`` is not a
+            size / number of seconds.
     """
 
     def __init__(self, directory: str | os.PathLike[str] | None = None,
-                 max_bytes: int | str | None = None) -> None:
+                 max_bytes: int | str | None = None, *, lock_timeout: float | str | None = "env") -> None:
+        if directory is not None and not isinstance(directory, str | os.PathLike):
+            raise ConfigError(f"the cache directory must be a path (str or pathlib.Path), not "
+                              f"{type(directory).__name__} {directory!r}")
+        source = "cache directory" if directory is not None else "cache directory ($TRTKIT_CACHE_DIR)"
         self.directory = Path(directory).expanduser() if directory is not None else default_cache_dir()
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ConfigError(f"{source} {str(self.directory)!r} is a file, not a directory; give a directory "
+                              "(it is created when missing)")
         if max_bytes is None:
-            max_bytes = os.environ.get("TRTKIT_CACHE_MAX_BYTES") or DEFAULT_MAX_BYTES
-        self.max_bytes = parse_size(max_bytes)
+            env = os.environ.get("TRTKIT_CACHE_MAX_BYTES")
+            self.max_bytes = _max_bytes(env, "TRTKIT_CACHE_MAX_BYTES") if env else DEFAULT_MAX_BYTES
+        else:
+            self.max_bytes = _max_bytes(max_bytes, "max_bytes")
+        if lock_timeout == "env":
+            env = os.environ.get("TRTKIT_CACHE_LOCK_TIMEOUT")
+            self.lock_timeout = _seconds(env, "TRTKIT_CACHE_LOCK_TIMEOUT") if env else DEFAULT_LOCK_TIMEOUT_S
+        else:
+            self.lock_timeout = _seconds(lock_timeout, "lock_timeout")
         self._local = threading.Lock()
 
     def __repr__(self) -> str:
@@ -101,27 +159,44 @@ class EngineCache:
         return sha256_bytes(json.dumps(material, sort_keys=True).encode())[:32]
 
     def path_for(self, key: str) -> Path:
+        """The plan path of entry ``key`` (its manifest and converted model sit beside it)."""
         return self.directory / f"{key}.engine"
 
     # ---- entries ---------------------------------------------------------------------------------------------
 
     def get(self, key: str) -> BuiltEngine | None:
-        """The cached engine for ``key``, or None. A corrupt entry is removed and reported as a miss."""
+        """The cached engine for ``key``, or None. Needs no write access: a read-only cache still hits.
+
+        A corrupt entry is removed (when the directory allows) and reported as a miss.
+        """
         path = self.path_for(key)
-        if not path.is_file():
+        if not path.is_file() and not path.with_name(path.name + MANIFEST_SUFFIX).is_file():
             return None
         try:
             plan, manifest = read_engine_file(path, require_manifest=True)
         except EngineFileError as exc:
             _log.warning("dropping corrupt cache entry %s: %s", path.name, exc)
-            self.remove(key)
+            try:
+                with self.lock(key, timeout=0):  # not while another process writes it
+                    self.remove(key)
+            except (LockTimeoutError, EngineFileError, OSError):
+                pass
             return None
         assert manifest is not None
-        os.utime(path)
+        with contextlib.suppress(OSError):  # a read-only cache still hits
+            os.utime(path)  # last use, for the size cap
         return BuiltEngine(plan=plan, manifest=manifest)
 
     def put(self, key: str, engine: BuiltEngine) -> Path:
-        """Store ``engine`` under ``key`` atomically, then enforce the size cap."""
+        """Store ``engine`` under ``key`` (under the key's lock), then enforce the size cap.
+
+        Raises:
+            EngineFileError: the entry could not be written (disk full, read-only directory, ...).
+        """
+        with self.lock(key):
+            return self._put_locked(key, engine)
+
+    def _put_locked(self, key: str, engine: BuiltEngine) -> Path:
         path = write_engine_file(self.path_for(key), engine.plan, engine.manifest)
         self.evict(keep=key)
         return path
@@ -132,51 +207,135 @@ class EngineCache:
         for p in (path, path.with_name(path.name + MANIFEST_SUFFIX), converted_model_path(path)):
             p.unlink(missing_ok=True)
 
+    def _files(self) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(self.directory) as it:
+                return list(it)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise EngineFileError(os_error_line(exc, self.directory, "read the cache directory")) from exc
+
     def entries(self) -> list[CacheEntry]:
         """Every entry, least recently used first."""
         out: list[CacheEntry] = []
-        if not self.directory.is_dir():
-            return out
-        for plan in self.directory.glob("*.engine"):
+        for item in self._files():
+            if not item.name.endswith(".engine"):
+                continue
+            plan = Path(item.path)
             try:
                 st = plan.stat()
-                mst = plan.with_name(plan.name + MANIFEST_SUFFIX).stat()
+                size = st.st_size + plan.with_name(plan.name + MANIFEST_SUFFIX).stat().st_size
             except FileNotFoundError:
                 continue
-            out.append(CacheEntry(plan.stem, plan, st.st_size + mst.st_size, st.st_mtime))
+            converted = converted_model_path(plan)
+            if converted.is_file():
+                size += converted.stat().st_size
+            out.append(CacheEntry(plan.stem, plan, size, st.st_mtime))
         out.sort(key=lambda e: e.last_used)
         return out
 
+    def strays(self) -> list[tuple[Path, int]]:
+        """Temporary and pending files (with their sizes) that writers left or are writing now."""
+        out: list[tuple[Path, int]] = []
+        for item in self._files():
+            if _STRAY.match(item.name):
+                try:
+                    out.append((Path(item.path), item.stat().st_size))
+                except FileNotFoundError:
+                    continue
+        return out
+
     def size(self) -> int:
-        return sum(e.size for e in self.entries())
+        """Bytes on disk: every entry plus temporary files (a killed writer's count until pruned)."""
+        return sum(e.size for e in self.entries()) + sum(size for _, size in self.strays())
+
+    def remove_strays(self) -> list[Path]:
+        """Remove what killed writers left: temporary and pending files, and lock files, of keys nobody holds.
+
+        A key's files are touched only while its lock can be taken at once, so a writer at work is never
+        disturbed. Returns the files removed.
+        """
+        removed: list[Path] = []
+        keys: dict[str, list[Path]] = {}
+        for item in self._files():
+            m = _STRAY.match(item.name) or _LOCK.match(item.name)
+            if m:
+                keys.setdefault(m.group(1), []).append(Path(item.path))
+        for key, paths in keys.items():
+            try:
+                with self.lock(key, timeout=0):
+                    if any(p.name.endswith(".pending") for p in paths):
+                        self.get(key)  # commits a pending plan that its manifest describes
+                    for p in paths:
+                        if p.suffix in (".tmp", ".pending") and p.exists():
+                            p.unlink()
+                            removed.append(p)
+            except (LockTimeoutError, OSError):
+                continue  # a writer holds the key, or the directory is read-only
+            lock = self.directory / f"{key}.lock"
+            if lock in paths:
+                removed.append(lock)  # released locks remove their file
+        for p in removed:
+            _log.info("removed stray cache file %s", p.name)
+        return removed
 
     def evict(self, keep: str | None = None) -> list[str]:
-        """Remove least recently used entries until the cache fits ``max_bytes``; returns removed keys."""
+        """Remove least recently used entries until the cache fits ``max_bytes``; returns removed keys.
+
+        Entries another process holds the lock of are skipped.
+        """
         removed: list[str] = []
         entries = self.entries()
-        total = sum(e.size for e in entries)
+        total = sum(e.size for e in entries) + sum(size for _, size in self.strays())
+        if total > self.max_bytes:
+            self.remove_strays()
+            entries = self.entries()
+            total = sum(e.size for e in entries) + sum(size for _, size in self.strays())
         for entry in entries:
             if total <= self.max_bytes:
                 break
             if entry.key == keep:
                 continue
-            with self.lock(entry.key):
-                self.remove(entry.key)
+            try:
+                with self.lock(entry.key, timeout=0):
+                    self.remove(entry.key)
+            except LockTimeoutError:
+                continue
             total -= entry.size
             removed.append(entry.key)
             _log.info("evicted cache entry %s (%d bytes)", entry.key, entry.size)
         return removed
 
-    def clear(self) -> None:
-        for entry in self.entries():
-            self.remove(entry.key)
+    def prune(self, max_bytes: int | str | None = None) -> tuple[list[str], list[Path]]:
+        """Remove stray files, then evict down to ``max_bytes`` (default: the cap); returns (keys, files)."""
+        strays = self.remove_strays()
+        if max_bytes is None:
+            return self.evict(), strays
+        cap = self.max_bytes
+        self.max_bytes = _max_bytes(max_bytes, "max_bytes")
+        try:
+            return self.evict(), strays
+        finally:
+            self.max_bytes = cap
 
-    def lock(self, key: str) -> FileLock:
-        """An inter-process lock for ``key``."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.directory / f"{key}.lock"))
+    def clear(self) -> list[str]:
+        """Remove every entry nobody is writing, and stray files; returns the removed keys."""
+        removed = self.prune(0)[0]
+        return removed
+
+    def lock(self, key: str, *, timeout: float | str | None = "default") -> HolderLock:
+        """An inter-process lock for ``key`` (it names its holder to waiters; see :class:`~trtkit.files.HolderLock`)."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EngineFileError(os_error_line(exc, self.directory, "create the cache directory")) from exc
+        wait = self.lock_timeout if timeout == "default" else timeout
+        return HolderLock(self.directory / f"{key}.lock", timeout=wait if not isinstance(wait, str) else None,
+                          what=f"engine cache lock of {key}")
 
     def __iter__(self) -> Iterator[CacheEntry]:
+        """The entries, least recently used first (as :meth:`entries`)."""
         return iter(self.entries())
 
     # ---- get or build ------------------------------------------------------------------------------------------
@@ -193,24 +352,47 @@ class EngineCache:
         """Return ``(engine, hit)``: the cached engine, or a fresh build stored in the cache.
 
         Two processes asking for the same key build it once: the second waits for the first's lock, then
-        finds the entry.
+        finds the entry. A hit needs no write access (a read-only cache works); when the cache cannot be
+        written, the engine is built and returned without being stored (a warning is logged).
+
+        Raises:
+            LockTimeoutError: another process held the key's lock for longer than ``lock_timeout``; the
+                message names it (pid, host, whether it is stopped).
         """
         config = config or BuildConfig()
         be = get_backend(backend)
         onnx_model = load_onnx(model)
         profiles = normalize_profiles(shapes)
         key = self.key(onnx_model, profiles, config, be)
-        with self.lock(key):
-            found = self.get(key)
+        found = self.get(key)  # no lock for a hit: entries are replaced as a unit, and a read-only cache works
+        if found is not None:
+            _log.info("engine cache hit %s", key)
+            return found, True
+        try:
+            lock = self.lock(key)
+            lock.acquire()
+        except LockTimeoutError:
+            raise
+        except (EngineFileError, OSError) as exc:
+            msg = exc.message if isinstance(exc, EngineFileError) else os_error_line(exc, self.directory, "lock")
+            _log.warning("engine cache %s is not writable (%s); building without caching", self.directory, msg)
+            built = build_engine(onnx_model, shapes=profiles, config=config, backend=be, progress=progress)
+            return built, False
+        try:
+            found = self.get(key)  # another process may have built it while we waited
             if found is not None:
                 _log.info("engine cache hit %s", key)
                 return found, True
             # A model converted for fp16/bf16 is kept beside its engine as <key>.engine.onnx.
             converted = converted_model_path(self.path_for(key)) if config.precision != "fp32" else None
-            if converted is not None:
-                self.directory.mkdir(parents=True, exist_ok=True)
             built = build_engine(onnx_model, shapes=profiles, config=config, backend=be, progress=progress,
                                  save_converted_model=converted)
-            self.put(key, built)
+            try:
+                self._put_locked(key, built)
+            except EngineFileError as exc:
+                _log.warning("could not store the engine in the cache: %s", exc.message)
+                return built, False
             _log.info("engine cache stored %s", key)
             return built, False
+        finally:
+            lock.release()

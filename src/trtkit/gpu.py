@@ -19,6 +19,8 @@ __all__ = [
     "cudart",
     "device_count",
     "device_info",
+    "NO_GPU_MESSAGE",
+    "no_gpu_reason",
     "parse_compute_capability",
     "set_device",
     "sm_name",
@@ -44,16 +46,51 @@ def check(result: Any, what: str) -> Any:
             detail = text.decode() if isinstance(text, bytes) else str(text)
         except Exception:  # pragma: no cover - best effort only
             detail = ""
-        hint = ""
         if name in ("cudaErrorInsufficientDriver", "cudaErrorNoDevice"):
-            hint = (
-                " No usable NVIDIA driver or GPU is present on this machine: engines can be built here "
-                "(with TensorRT-RTX) but not run. Run on a machine with a supported NVIDIA GPU."
-            )
-        raise CudaError(f"{what} failed: {name} ({detail}).{hint}")
+            raise CudaError(_no_gpu_text(f"{what}: {name}"))
+        raise CudaError(f"{what} failed: {name} ({detail}).")
     if not values:
         return None
     return values[0] if len(values) == 1 else tuple(values)
+
+
+NO_GPU_MESSAGE = (
+    "this machine has no usable NVIDIA GPU or CUDA driver, so engines cannot run here (they can still be built "
+    "with TensorRT-RTX); run them on a machine with a supported NVIDIA GPU and driver"
+)
+"""The one message for "no GPU here", whichever entry point (run, bench, load, from_onnx, compare) meets it."""
+
+
+def _driver_present() -> bool:
+    """Whether an NVIDIA driver library can be loaded (without it CUDA says "insufficient driver")."""
+    import ctypes
+    import sys
+
+    try:
+        ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def _no_gpu_text(detail: str) -> str:
+    if "InsufficientDriver" in detail and _driver_present():
+        return (f"the NVIDIA driver on this machine is too old for the CUDA runtime trtkit uses ({detail}): update "
+                "the NVIDIA driver, or install a cuda-python that matches it (`trtkit doctor` shows both versions)")
+    return f"{NO_GPU_MESSAGE} ({detail})"
+
+
+def no_gpu_reason() -> str | None:
+    """Why no engine can run on this machine at all (no cuda-python, no driver, no GPU), or None."""
+    try:
+        rt = cudart()
+    except DependencyError as exc:
+        return exc.message
+    status, count = rt.cudaGetDeviceCount()
+    if int(status) == 0 and int(count) > 0:
+        return None
+    return _no_gpu_text(f"cudaGetDeviceCount: {getattr(status, 'name', status)}" if int(status)
+                        else "cudaGetDeviceCount found no device")
 
 
 def parse_compute_capability(text: str) -> tuple[int, int] | None:

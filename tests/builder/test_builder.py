@@ -249,3 +249,19 @@ def test_tqdm_progress_bar_draws_nested_phases(capsys: pytest.CaptureFixture[str
     bar(ProgressEvent("finish", "Building", None, 0, 0))
     err = capsys.readouterr().err
     assert "Building" in err and "2/2" in err and "Tactics" in err
+
+
+def test_known_build_failures_are_explained(rtx: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trtkit.builder import diagnostics
+
+    monkeypatch.setattr(diagnostics, "device_count", lambda: 0)
+    myelin = ["Error Code 1: Myelin (MyelinCheckException: graph_jit.cpp:278: CHECK(status == CUDA_SUCCESS))"]
+    known = diagnostics.known_build_failure
+    assert "refit (--refit) needs a GPU" in (known(rtx, BuildConfig(refit=True), myelin) or "")
+    assert known(rtx, BuildConfig(), myelin) is None  # no option to blame: TensorRT's own message stays
+    cuda = ["Error Code 1: Cuda Runtime (cudaError 35: CUDA driver version is insufficient)"]
+    assert "'current'" in (known(rtx, BuildConfig(compute_capabilities=("current",)), cuda) or "")
+    lean = ["Unable to load library: libnvinfer_lean.so.1"]
+    assert "--versionCompatible" in (known(rtx, BuildConfig(version_compatible=True), lean) or "")
+    monkeypatch.setattr(diagnostics, "device_count", lambda: 1)  # with a GPU the cause is something else
+    assert known(rtx, BuildConfig(refit=True), myelin) is None

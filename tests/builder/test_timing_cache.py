@@ -7,9 +7,14 @@ ITimingCache's documented semantics: ``combine`` adds the other cache's entries.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
+import pytest
+
 from trtkit.builder.timing_cache import TimingCacheFile
+from trtkit.errors import TrtkitError
 
 
 class FakeCache:
@@ -67,3 +72,24 @@ def test_unreadable_file_starts_empty(tmp_path: Path) -> None:
     cfg = FakeConfig()
     TimingCacheFile(path).attach(cfg)
     assert cfg.cache is not None and cfg.cache.entries == {}
+
+
+def test_saved_file_follows_the_umask_and_leaves_no_lock(tmp_path: Path) -> None:
+    path = tmp_path / "timing.cache"
+    cfg = FakeConfig()
+    old = os.umask(0o022)
+    try:
+        TimingCacheFile(path).attach(cfg)
+        TimingCacheFile(path).save(cfg)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by a server running as another user
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["timing.cache"]
+
+
+def test_a_directory_as_the_timing_cache_is_one_trtkit_error(tmp_path: Path) -> None:
+    cfg = FakeConfig()
+    TimingCacheFile(tmp_path).attach(cfg)  # nothing to read: starts empty
+    with pytest.raises(TrtkitError, match="is a directory") as info:
+        TimingCacheFile(tmp_path).save(cfg)
+    assert "\n" not in str(info.value)

@@ -141,3 +141,69 @@ def test_backend_module_option_is_gone(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_trt_double_backend_fixture_is_the_default_backend(trt_double_backend: Backend) -> None:
     assert get_backend() is trt_double_backend and get_backend("tensorrt") is trt_double_backend
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_build_never_overwrites_the_model(rtx: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from support.onnx_factory import matmul_external
+
+    static = tmp_path / "cnn.onnx"
+    onnx.save(conv_relu(dims=(1, 3, 8, 8)), static)
+    named_engine = tmp_path / "model.engine"  # an ONNX model with an engine's name, built with no -o
+    onnx.save(conv_relu(dims=(1, 3, 8, 8)), named_engine)
+    weights_model = matmul_external(tmp_path)
+    base = ["--backend", "tensorrt_rtx", "--no-progress"]
+    cases = [
+        ([str(static), "-o", str(static)], "the engine"),
+        ([str(static), "-o", str(tmp_path / "x" / ".." / "cnn.onnx")], "the engine"),
+        ([str(named_engine)], "the engine"),
+        ([str(weights_model), "--shapes=x:2x64", "-o", str(tmp_path / "mm.weights")], "mm.weights"),
+        ([str(static), "--precision", "fp16", "--saveConvertedModel", str(static)], "save_converted_model"),
+        ([str(weights_model), "--shapes=x:2x64", "--precision", "fp16",
+          "--saveConvertedModel", str(tmp_path / "mm.weights")], "save_converted_model"),
+    ]
+    before = _files(tmp_path)
+    for args, what in cases:
+        rc = main(["build", *args, *base])
+        err = capsys.readouterr().err
+        assert rc == 1, (args, err)
+        assert err.count("\n") == 1 and err.startswith("trtkit: error:") and what in err, (args, err)
+        assert "is also an input" in err
+        assert _files(tmp_path) == before, args
+    # the manifest too: an engine named so that its manifest would be the model
+    manifest_named = tmp_path / "m.engine.manifest.json"
+    onnx.save(conv_relu(dims=(1, 3, 8, 8)), manifest_named)
+    rc = main(["build", str(manifest_named), "-o", str(tmp_path / "m.engine"), *base])
+    assert rc == 1 and "manifest" in capsys.readouterr().err
+    assert not (tmp_path / "m.engine").exists()
+
+
+NO_GPU = __import__("trtkit.gpu", fromlist=["device_count"]).device_count() == 0
+
+
+@pytest.mark.skipif(not NO_GPU, reason="these options fail only on a machine without a GPU")
+@pytest.mark.parametrize(("flags", "needle"), [
+    (["--refit"], "refit (--refit) needs a GPU"),
+    (["--stripWeights"], "strip_weights (--stripWeights) needs a GPU"),
+    (["--computeCapabilities", "current"], "Name the target GPUs instead, e.g. --computeCapabilities 8.6,8.9"),
+    (["--computeCapabilities", "8.6,current"], "list the GPUs instead"),
+    (["--versionCompatible"], "Build without --versionCompatible"),
+    (["--memPoolSize=workspace:0"], "memory pool workspace limit 0"),
+    (["--memPoolSize=tactic_shared_memory:0"], "memory pool tactic_shared_memory limit 0"),
+])
+def test_options_that_cannot_work_here_say_what_to_do(rtx: Backend, tmp_path: Path, flags: list[str], needle: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "s.onnx"
+    onnx.save(conv_relu(dims=(1, 3, 8, 8)), model)
+    rc = main(["build", str(model), "-o", str(tmp_path / "s.engine"), "--backend", "tensorrt_rtx", "--no-progress",
+               *flags])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("trtkit: error:") and err.count("\n") == 1, err
+    assert needle in err
+    for raw in ("MyelinCheckException", "cudaError", "libnvinfer_lean.so.1", "Internal Error", "TensorRT said"):
+        assert raw not in err
+    assert not (tmp_path / "s.engine").exists()

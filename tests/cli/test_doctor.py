@@ -30,8 +30,9 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch, name: str, cc: tuple[int, int]) ->
     def device_info(index: int = 0) -> DeviceInfo:
         return info
 
+    monkeypatch.setattr(trtkit.gpu, "device_count", lambda: 1)
+    monkeypatch.setattr(trtkit.runtime.compat, "no_gpu_reason", lambda: None)
     for module in (trtkit.gpu, trtkit.runtime.compat):
-        monkeypatch.setattr(module, "device_count", lambda: 1)
         monkeypatch.setattr(module, "device_info", device_info)
 
 
@@ -52,7 +53,7 @@ def test_doctor_reports_python_trtkit_and_backend_versions(rtx: Backend, capsys:
 def test_doctor_on_a_machine_without_gpu_explains_and_exits_0(rtx: Backend, capsys: pytest.CaptureFixture[str],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trtkit.gpu, "device_count", lambda: 0)
-    monkeypatch.setattr(trtkit.runtime.compat, "device_count", lambda: 0)
+    monkeypatch.setattr(trtkit.runtime.compat, "no_gpu_reason", lambda: trtkit.gpu.NO_GPU_MESSAGE)
     assert main(["doctor", "--backend", "rtx"]) == 0
     out = capsys.readouterr().out
     assert f"TensorRT-RTX {rtx.version}" in out

@@ -64,8 +64,10 @@ def test_describe_tensors_reads_names_dtypes_dynamic_dims_and_ranges() -> None:
 def test_corrupt_plan_is_an_engine_file_error_with_tensorrt_log() -> None:
     be = _be()
     with pytest.raises(EngineFileError) as info:
-        _engine(be, b"not a plan at all")
+        _engine(be, bytes(range(256)) * 4)
     assert info.value.tensorrt_log and "corrupt" in str(info.value)
+    with pytest.raises(EngineFileError, match="too small to be a TensorRT plan"):
+        _engine(be, b"not a plan at all")
 
 
 def test_truncated_plan_is_an_engine_file_error() -> None:

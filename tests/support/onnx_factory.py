@@ -85,3 +85,26 @@ def matmul_external(tmp: Path, k: int = 64, n: int = 32) -> Path:
     onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location="mm.weights",
               size_threshold=0)
     return path
+
+
+def deep_conv_chain(layers: int = 1000, channels: int = 4) -> onnx.ModelProto:
+    """x[1, channels, 16, 16] -> ``layers`` x (Conv 3x3 + Relu) -> y: small weights, but a TensorRT-RTX CPU build
+    of it takes seconds (most of it in one phase), long enough to interrupt."""
+    rng = np.random.default_rng(0)
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    prev = "x"
+    for i in range(layers):
+        w = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32) * 0.1
+        inits.append(numpy_helper.from_array(w, f"w{i}"))
+        out = "y" if i == layers - 1 else f"r{i}"
+        nodes += [helper.make_node("Conv", [prev, f"w{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [out], name=f"relu{i}")]
+        prev = out
+    graph = helper.make_graph(
+        nodes, "deep_conv_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return _model(graph)

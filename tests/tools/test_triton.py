@@ -234,7 +234,8 @@ def test_existing_version_needs_force(dynamic_engine: Path, static_engine: Path,
     assert (tmp_path / "m" / "1" / "model.plan").exists()
 
 
-@pytest.mark.parametrize("name", ["", "my model", "../escape", "a/b", ".hidden", "-x", "x" * 256, "näme"])
+@pytest.mark.parametrize("name", ["", "my model", "../escape", "a/b", ".hidden", "-x", "x" * 256, "näme",
+                                  "model\n", "model\r\n", "a\nb", "model\x1b[31m"])
 def test_invalid_model_names(static_engine: Path, tmp_path: Path, name: str) -> None:
     with pytest.raises(TritonExportError, match="not a valid Triton model name"):
         export_triton(static_engine, tmp_path, name=name, allow_rtx=True)
@@ -246,10 +247,34 @@ def test_valid_model_name(static_engine: Path, tmp_path: Path) -> None:
     assert _parse(result.config_path).name == "resnet50-v1.2_fp16"
 
 
-@pytest.mark.parametrize("version", [0, -1])
+@pytest.mark.parametrize("version", [0, -1, 2**63, 2**64, 10**100, True, "1", 1.0])
 def test_invalid_versions(static_engine: Path, tmp_path: Path, version: int) -> None:
-    with pytest.raises(ConfigError, match="integer >= 1"):
+    with pytest.raises(ConfigError, match="integer from 1 to 2\\^63-1"):
         export_triton(static_engine, tmp_path, name="m", version=version, allow_rtx=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_largest_int64_version_is_accepted(static_engine: Path, tmp_path: Path) -> None:
+    result = export_triton(static_engine, tmp_path, name="m", version=2**63 - 1, allow_rtx=True)
+    assert result.plan_path == tmp_path / "m" / str(2**63 - 1) / "model.plan"
+
+
+def test_name_defaults_to_the_engine_file_stem(static_engine: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert static_engine.name == "model.engine"
+    result = export_triton(static_engine, tmp_path / "py", allow_rtx=True)
+    assert result.model_dir == tmp_path / "py" / "model" and _parse(result.config_path).name == "model"
+    assert main(["export-triton", str(static_engine), str(tmp_path / "cli"), "--allow-rtx"]) == 0
+    assert (tmp_path / "cli" / "model" / "1" / "model.plan").read_bytes() == static_engine.read_bytes()
+    assert "Triton model 'model'" in capsys.readouterr().out
+
+
+def test_a_stem_that_is_no_valid_name_says_where_it_came_from(static_engine: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "my model.engine"
+    odd.write_bytes(static_engine.read_bytes())
+    manifest_path(odd).write_bytes(manifest_path(static_engine).read_bytes())
+    with pytest.raises(TritonExportError, match=r"taken from the engine file name 'my model\.engine'.*--name"):
+        export_triton(odd, tmp_path / "repo", allow_rtx=True)
 
 
 @pytest.mark.parametrize(("option", "match"), [
@@ -258,6 +283,14 @@ def test_invalid_versions(static_engine: Path, tmp_path: Path, version: int) -> 
     ({"gpus": [-1]}, "distinct GPU indices"),
     ({"max_batch_size": -1}, "max_batch_size must be an integer >= 0"),
     ({"max_queue_delay_us": -5}, "max_queue_delay_us must be an integer >= 0"),
+    ({"max_queue_delay_us": 2**64}, "max_queue_delay_us must be an integer >= 0"),
+    ({"instances": 2**31}, "instances must be an integer >= 1"),
+    ({"instances": "2"}, "instances must be an integer >= 1"),
+    ({"gpus": [2**31]}, "distinct GPU indices"),
+    ({"gpus": "0"}, "list of distinct GPU indices"),
+    ({"preferred_batch_sizes": ["2"]}, "preferred_batch_sizes must be integers"),
+    ({"dynamic_batching": "yes"}, "dynamic_batching must be True, False or None"),
+    ({"force": 1}, "force must be True or False"),
     ({"dynamic_batching": False, "preferred_batch_sizes": [2]}, "dynamic batcher, which is turned off"),
 ])
 def test_out_of_range_options_raise_config_error(dynamic_engine: Path, tmp_path: Path, option: dict[str, Any],

@@ -162,6 +162,11 @@ def get_backend(name: str | Backend | None = None) -> Backend:
         return name
     if name is None:
         name = os.environ.get(ENV_VAR) or "auto"
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"backend must be 'tensorrt', 'tensorrt_rtx', 'auto', a trtkit.backend.Backend or None, got "
+            f"{type(name).__name__} {name!r}"
+        )
     if name.strip().lower() != "auto":
         return _import(_normalize(name))
     errors: list[str] = []

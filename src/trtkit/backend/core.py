@@ -268,9 +268,13 @@ class Backend:
         """Warnings and errors TensorRT logged after ``mark`` (the last 64 kept), for an exception message."""
         return self._sink.since(mark)
 
-    def capture(self, min_level: int = logging.WARNING) -> contextlib.AbstractContextManager[LogCapture]:
-        """Collect TensorRT's messages of ``min_level`` and above logged while the block runs."""
-        return self._sink.capture(min_level)
+    def capture(self, min_level: int = logging.WARNING, *,
+                on_interrupt: threading.Event | None = None) -> contextlib.AbstractContextManager[LogCapture]:
+        """Collect TensorRT's messages of ``min_level`` and above logged while the block runs.
+
+        A Ctrl-C that TensorRT's log callback received during the block sets ``on_interrupt``, or without one
+        raises ``KeyboardInterrupt`` when the block ends (TensorRT itself would drop it)."""
+        return self._sink.capture(min_level, on_interrupt)
 
     # ---- enums -------------------------------------------------------------------------------------------
 

@@ -1,5 +1,9 @@
 """TensorRT's log, bridged to Python logging: ``trtkit.tensorrt`` gets every message, and a failing call can
-collect what TensorRT said during it (:class:`LogCapture`) to put into its exception."""
+collect what TensorRT said during it (:class:`LogCapture`) to put into its exception.
+
+TensorRT catches and prints any exception raised in its log callback (``Exception caught in log():
+KeyboardInterrupt``). The bridge keeps a Ctrl-C instead: an active capture is marked interrupted, sets its
+``on_interrupt`` event (a build's cancel) or raises ``KeyboardInterrupt`` when its block ends."""
 
 from __future__ import annotations
 
@@ -29,9 +33,11 @@ _SEVERITY_TO_LEVEL: Final[dict[str, int]] = {
 class LogCapture:
     """Messages TensorRT logged while a :meth:`Backend.capture` block was active."""
 
-    def __init__(self, min_level: int) -> None:
+    def __init__(self, min_level: int, on_interrupt: threading.Event | None = None) -> None:
         self.min_level = min_level
         self.records: list[tuple[int, str]] = []
+        self.on_interrupt = on_interrupt
+        self.interrupted = False
 
     @property
     def lines(self) -> list[str]:
@@ -70,6 +76,15 @@ class LogSink:
                     if level >= cap.min_level:
                         cap.records.append((level, message))
 
+    def interrupt(self) -> None:
+        """A ``KeyboardInterrupt`` reached the log callback: hand it to the active captures."""
+        with self._lock:
+            captures = list(self._captures)
+        for cap in captures:
+            cap.interrupted = True
+            if cap.on_interrupt is not None:
+                cap.on_interrupt.set()
+
     def mark(self) -> int:
         return self._seq
 
@@ -78,8 +93,8 @@ class LogSink:
             return [f"[{logging.getLevelName(level)}] {msg}" for seq, level, msg in self._recent if seq > mark]
 
     @contextlib.contextmanager
-    def capture(self, min_level: int) -> Iterator[LogCapture]:
-        cap = LogCapture(min_level)
+    def capture(self, min_level: int, on_interrupt: threading.Event | None = None) -> Iterator[LogCapture]:
+        cap = LogCapture(min_level, on_interrupt)
         with self._lock:
             self._captures.append(cap)
         try:
@@ -87,6 +102,8 @@ class LogSink:
         finally:
             with self._lock:
                 self._captures.remove(cap)
+        if cap.interrupted and on_interrupt is None:
+            raise KeyboardInterrupt("interrupted (Ctrl-C) during a TensorRT call")
 
 
 def make_trt_logger(module: TrtModule, sink: LogSink) -> TrtLogger:
@@ -98,6 +115,9 @@ def make_trt_logger(module: TrtModule, sink: LogSink) -> TrtLogger:
             super().__init__()
 
         def log(self, severity: object, msg: str) -> None:
-            sink.emit(severity, msg)
+            try:
+                sink.emit(severity, msg)
+            except KeyboardInterrupt:  # TensorRT would print and drop it
+                sink.interrupt()
 
     return _Bridge()

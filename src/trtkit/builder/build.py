@@ -11,20 +11,27 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from trtkit import dtypes
 from trtkit._version import __version__
 from trtkit.backend import Backend, Builder, BuilderConfig, Network, get_backend
-from trtkit.builder.config import BuildConfig
+from trtkit.builder.config import BuildConfig, check_fp32_ops
 from trtkit.builder.conversion import prepare_model
-from trtkit.builder.diagnostics import build_failure_message, parse_into
-from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
+from trtkit.builder.diagnostics import (
+    build_failure_message,
+    known_build_failure,
+    parse_into,
+    without_no_gpu_noise,
+)
+from trtkit.builder.model import ModelSource, OnnxModel, iter_graphs, load_onnx
 from trtkit.builder.precision import PrecisionPlan, model_precisions, plan_precision
-from trtkit.builder.progress import ProgressCallback, TqdmProgress, make_monitor
+from trtkit.builder.progress import ProgressCallback, SigintCancels, TqdmProgress, make_monitor
 from trtkit.builder.target import BuildTarget, build_target
 from trtkit.builder.timing_cache import TimingCacheFile
-from trtkit.errors import BuildCancelledError, BuildError, ModelError, UnsupportedFeatureError
+from trtkit.errors import BuildCancelledError, BuildError, ConfigError, ModelError, UnsupportedFeatureError
 from trtkit.files import sha256_bytes
 from trtkit.gpu import sm_name
 from trtkit.log import get_logger
@@ -132,11 +139,12 @@ def _apply_config(backend: Backend, builder: Builder, cfg: BuilderConfig, config
             with backend.capture() as cap:
                 ok = cfg.set_compute_capability(cc, index)
             if not ok:
-                raise UnsupportedFeatureError(
-                    f"{backend.label} rejected compute capability {config.compute_capabilities[index]!r} "
-                    "(CURRENT must be the only target, and needs a GPU)",
-                    tensorrt_log=cap.lines,
-                )
+                error = UnsupportedFeatureError(
+                    f"{backend.label} rejected compute capability {config.compute_capabilities[index]!r}: "
+                    "'current' must be the only target, and needs a GPU on this machine; list the GPUs "
+                    "instead, e.g. --computeCapabilities 8.6,8.9")
+                error.tensorrt_log = tuple(cap.lines)
+                raise error
     if config.builder_threads is not None:
         builder.max_threads = config.builder_threads
 
@@ -160,6 +168,47 @@ def _add_profiles(backend: Backend, builder: Builder, cfg: BuilderConfig, profil
                              tensorrt_log=cap.lines)
 
 
+@dataclass
+class _Defined:
+    """A parsed network with its builder config, ready for ``build_serialized_network``."""
+
+    builder: Builder
+    network: Network
+    cfg: BuilderConfig
+    profiles: list[Profile]
+    tensors: list[TensorInfo]
+    timing: TimingCacheFile | None
+
+
+def _define_network(be: Backend, config: BuildConfig, precision: PrecisionPlan, target: BuildTarget,
+                    model: OnnxModel, profiles: Sequence[Profile]) -> _Defined:
+    """Create the builder, parse ``model`` and configure: every TensorRT step before the build itself."""
+    be.init_plugins()
+    builder = be.create_builder()
+    _load_plugins(be, builder, config.plugins)
+    flags = 0
+    if config.strongly_typed and not be.features.always_strongly_typed:
+        flags = 1 << int(be.enum("NetworkDefinitionCreationFlag", "STRONGLY_TYPED"))
+    with be.capture() as cap:
+        network = builder.create_network(flags)
+        parser = be.trt.OnnxParser(network, be.logger) if network is not None else None
+    if network is None or parser is None:
+        raise BuildError(f"{be.label} could not create a network definition and ONNX parser",
+                         tensorrt_log=cap.lines)
+    parse_into(be, parser, model)
+    inputs, tensors = _network_tensors(network, model)
+    resolved = resolve_profiles(profiles, inputs)
+    cfg = builder.create_builder_config()
+    if cfg is None:
+        raise BuildError(f"{be.label} could not create a builder config")
+    _apply_config(be, builder, cfg, config, precision, target)
+    _add_profiles(be, builder, cfg, resolved, inputs)
+    timing = TimingCacheFile(config.timing_cache) if config.timing_cache else None
+    if timing is not None:
+        timing.attach(cfg)
+    return _Defined(builder, network, cfg, list(resolved), tensors, timing)
+
+
 def _resolve_progress(progress: bool | ProgressCallback | None) -> tuple[ProgressCallback | None,
                                                                           TqdmProgress | None]:
     if progress is None:
@@ -170,6 +219,27 @@ def _resolve_progress(progress: bool | ProgressCallback | None) -> tuple[Progres
     if progress is False:
         return None, None
     return progress, None
+
+
+def _check_arguments(config: object, progress: object, cancel: object, save_converted_model: object) -> BuildConfig:
+    """The argument types of :func:`build_engine` (ConfigError naming the argument), and the config to use."""
+    if config is None:
+        config = BuildConfig()
+    elif isinstance(config, Mapping):
+        raise ConfigError(f"config must be a trtkit.builder.BuildConfig, got a {type(config).__name__}; write "
+                          f"config=BuildConfig(**{dict(config)!r}) (or BuildConfig.from_dict(...))")
+    elif not isinstance(config, BuildConfig):
+        raise ConfigError(f"config must be a trtkit.builder.BuildConfig or None, got {type(config).__name__}")
+    if progress is not None and not isinstance(progress, bool) and not callable(progress):
+        raise ConfigError(f"progress must be True, False, None or a callable taking a ProgressEvent, got "
+                          f"{type(progress).__name__} {progress!r}")
+    if cancel is not None and not all(callable(getattr(cancel, m, None)) for m in ("is_set", "set")):
+        raise ConfigError(f"cancel must be a threading.Event (set it to cancel the build) or None, got "
+                          f"{type(cancel).__name__} {cancel!r}")
+    if save_converted_model is not None and not isinstance(save_converted_model, str | os.PathLike):
+        raise ConfigError(f"save_converted_model must be a file path or None, got "
+                          f"{type(save_converted_model).__name__} {save_converted_model!r}")
+    return config
 
 
 def build_engine(
@@ -210,15 +280,26 @@ def build_engine(
         UnsupportedFeatureError: the backend or target GPU lacks a requested option.
         BuildError: TensorRT failed to build; carries TensorRT's log.
         BuildCancelledError: the progress callback or ``cancel`` stopped the build.
+        ConfigError: an argument of the wrong type (``config`` as a dict, ``cancel=True``, ...), or
+            ``save_converted_model`` would overwrite the model or its weight files.
+        KeyboardInterrupt: Ctrl-C (SIGINT) during the build; TensorRT stops at its next progress report.
     """
-    config = config or BuildConfig()
+    config = _check_arguments(config, progress, cancel, save_converted_model)
     be = get_backend(backend)
     onnx_model = load_onnx(model)
+    if save_converted_model is not None:
+        out = Path(save_converted_model)
+        for target_path in (out, out.with_name(f"{out.name}.data")):  # save_onnx's external-data file
+            onnx_model.refuse_overwrite(target_path, what="save_converted_model")
     profiles = normalize_profiles(shapes)
     _check_options(be, config)
     target = build_target(be, config)
     carries = model_precisions(onnx_model)
     precision = plan_precision(be.features, config, target, carries["quantized"])
+    if config.fp32_ops is not None:
+        edits = [op.strip()[1:].strip() if op.strip()[:1] in "+-" else op.strip() for op in config.fp32_ops]
+        check_fp32_ops([op for op in edits if op and op.lower() != "none"],
+                       (n.op_type for g in iter_graphs(onnx_model.proto.graph) for n in g.node))
     for flag in precision.builder_flags:
         be.enum("BuilderFlag", flag, option="precision")
     if carries["qdq_nodes"] and be.features.precision_flags and not config.strongly_typed:
@@ -227,48 +308,34 @@ def build_engine(
     prepared = prepare_model(precision, onnx_model, carries, save_converted_model)
     parsed_model = prepared.model
 
-    trt = be.trt
-    be.init_plugins()
-    builder = be.create_builder()
-    _load_plugins(be, builder, config.plugins)
-    flags = 0
-    if config.strongly_typed and not be.features.always_strongly_typed:
-        flags = 1 << int(be.enum("NetworkDefinitionCreationFlag", "STRONGLY_TYPED"))
-    with be.capture() as cap:
-        network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, be.logger) if network is not None else None
-    if network is None or parser is None:
-        raise BuildError(f"{be.label} could not create a network definition and ONNX parser",
-                         tensorrt_log=cap.lines)
-    parse_into(be, parser, parsed_model)
-    inputs, tensors = _network_tensors(network, parsed_model)
-    resolved = resolve_profiles(profiles, inputs)
-
-    cfg = builder.create_builder_config()
-    if cfg is None:
-        raise BuildError(f"{be.label} could not create a builder config")
-    _apply_config(be, builder, cfg, config, precision, target)
-    _add_profiles(be, builder, cfg, resolved, inputs)
-    timing = TimingCacheFile(config.timing_cache) if config.timing_cache else None
-    if timing is not None:
-        timing.attach(cfg)
-
     callback, bar = _resolve_progress(progress)
-    monitor, state = make_monitor(trt, callback, cancel)
-    cfg.progress_monitor = monitor
-    _log.info("building %s with %s (%d profile(s))", onnx_model.name, be.label, len(resolved))
-    started = _dt.datetime.now(_dt.UTC)
-    try:
-        with be.capture() as cap:
-            serialized = builder.build_serialized_network(network, cfg)
-    finally:
-        if bar is not None:
-            bar.close()
-    if serialized is None:
-        if state.reason is not None:
-            raise BuildCancelledError(f"the build of {onnx_model.name} was cancelled: {state.reason}")
-        raise BuildError(build_failure_message(be, onnx_model.name, parsed_model, cap.errors, resolved),
-                         tensorrt_log=cap.lines)
+    # SIGINT cancels through the monitor while TensorRT runs (its callbacks would swallow KeyboardInterrupt);
+    # leaving the block raises KeyboardInterrupt when it arrived, whatever TensorRT returned.
+    with SigintCancels() as sigint:
+        net = _define_network(be, config, precision, target, parsed_model, profiles)
+        monitor, state = make_monitor(be.trt, callback, cancel, sigint.event)
+        net.cfg.progress_monitor = monitor
+        _log.info("building %s with %s (%d profile(s))", onnx_model.name, be.label, len(net.profiles))
+        started = _dt.datetime.now(_dt.UTC)
+        try:
+            with be.capture(on_interrupt=sigint.event) as cap:
+                serialized = net.builder.build_serialized_network(net.network, net.cfg)
+        finally:
+            if bar is not None:
+                bar.close()
+        if serialized is None:
+            if state.reason is not None:
+                raise BuildCancelledError(f"the build of {onnx_model.name} was cancelled: {state.reason}")
+            known = known_build_failure(be, config, cap.errors)
+            if known is not None:  # one line with the fix; TensorRT's text stays in .tensorrt_log
+                error = UnsupportedFeatureError(known)
+                error.tensorrt_log = tuple(cap.lines)
+                raise error
+            failure = BuildError(build_failure_message(be, onnx_model.name, parsed_model, cap.errors, net.profiles),
+                                 tensorrt_log=without_no_gpu_noise(cap.lines))
+            failure.tensorrt_log = tuple(cap.lines)  # the full log, noise included
+            raise failure
+    resolved, tensors, timing, cfg = net.profiles, net.tensors, net.timing, net.cfg
     plan = bytes(memoryview(serialized))  # type: ignore[arg-type]
     if timing is not None:
         timing.save(cfg)

@@ -6,6 +6,7 @@ Each vocabulary is a ``Literal`` defined once here. :class:`BuildConfig` checks 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -26,6 +27,7 @@ __all__ = [
     "Precision",
     "ProfilingVerbosity",
     "TacticSource",
+    "check_fp32_ops",
     "choices",
     "parse_size",
     "resolve_fp32_ops",
@@ -57,7 +59,8 @@ DEFAULT_FP32_OPS: Final[tuple[str, ...]] = (
 )
 """Op types kept in FP32 by default when converting to FP16/BF16; reasons in ``docs/precision.md``."""
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE | re.ASCII)
+_NONZERO_POOLS: Final = {"workspace": "scratch memory", "tactic_shared_memory": "shared memory for its kernels"}
 _SEQUENCES: Final = ("tactic_sources", "compute_capabilities", "plugins", "fp32_ops")
 
 
@@ -78,13 +81,54 @@ def parse_size(text: str | int) -> int:
     Raises:
         ConfigError: ``text`` is not a size.
     """
+    if isinstance(text, bool) or not isinstance(text, int | str):
+        raise ConfigError(f"a size must be a number of bytes (int) or a string such as '4G', got "
+                          f"{type(text).__name__} {text!r}")
     if isinstance(text, int):
+        if text < 0:
+            raise ConfigError(f"a size must be >= 0 bytes, got {text}")
         return text
     m = _SIZE.match(text)
     if not m:
         raise ConfigError(f"cannot read size {text!r}; write e.g. 4G, 512M, 64K or a number of bytes")
     scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
     return int(float(m.group(1)) * scale)
+
+
+def _check_type(option: str, value: object, kinds: type | tuple[type, ...], expected: str) -> None:
+    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        ok = False
+    else:
+        ok = isinstance(value, kinds)
+    if not ok:
+        raise ConfigError(f"{option} must be {expected}, got {type(value).__name__} {value!r}")
+
+
+def _check_int(option: str, value: object, low: int, high: int | None = None) -> None:
+    """``value`` is None or an int (not a bool) in ``[low, high]``."""
+    if value is None:
+        return
+    span = f"between {low} and {high}" if high is not None else f">= {low}"
+    _check_type(option, value, int, f"an int {span} (or None for TensorRT's default)")
+    assert isinstance(value, int)
+    if value < low or (high is not None and value > high):
+        raise ConfigError(f"{option} must be {span}, got {value}")
+
+
+def _names_tuple(option: str, value: object) -> tuple[str, ...] | None:
+    """A string or a list/tuple of strings (or paths) -> tuple of str; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str | os.PathLike):
+        value = (value,)
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise ConfigError(f"{option} must be a string or a list of strings, got {type(value).__name__} {value!r}")
+    out = []
+    for item in value:
+        if not isinstance(item, str | os.PathLike):
+            raise ConfigError(f"{option} entries must be strings, got {type(item).__name__} {item!r}")
+        out.append(os.fspath(item))
+    return tuple(out)
 
 
 def resolve_fp32_ops(spec: Iterable[str] | None) -> tuple[str, ...]:
@@ -116,6 +160,31 @@ def resolve_fp32_ops(spec: Iterable[str] | None) -> tuple[str, ...]:
             "entries to change it, not both"
         )
     return tuple(dict.fromkeys(items))
+
+
+def check_fp32_ops(ops: Iterable[str], model_ops: Iterable[str] = ()) -> None:
+    """Refuse op type names in ``ops`` that are neither ONNX operators nor op types of the model (a typo would
+    otherwise keep nothing in FP32, silently), suggesting close matches.
+
+    Raises:
+        ConfigError: naming each unknown op type.
+    """
+    import difflib
+
+    from onnx import defs
+
+    known = {schema.name for schema in defs.get_all_schemas_with_history()} | set(model_ops)
+    unknown = [op for op in ops if op not in known]
+    if not unknown:
+        return
+    lowered = {k.lower(): k for k in known}
+    hints = []
+    for op in unknown:
+        close = [lowered[op.lower()]] if op.lower() in lowered else difflib.get_close_matches(op, sorted(known), 3)
+        hints.append(f"{op!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    raise ConfigError(f"fp32_ops: unknown op type{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; op types are "
+                      "ONNX operator names such as Softmax or LayerNormalization (case matters), or op types "
+                      "of the model")
 
 
 @dataclass(frozen=True)
@@ -163,28 +232,41 @@ class BuildConfig:
     """When fp16/bf16 converts the model: ModelOpt AutoCast if installed (auto), or the one named."""
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.type == "bool":
+                _check_type(f.name, getattr(self, f.name), bool, "True or False")
         _check_choice("precision", self.precision, Precision)
         _check_choice("converter", self.converter, Converter)
         if self.profiling_verbosity is not None:
             _check_choice("profiling_verbosity", self.profiling_verbosity, ProfilingVerbosity)
         if self.hardware_compatibility is not None:
             _check_choice("hardware_compatibility", self.hardware_compatibility, HardwareCompatibility)
+        _check_type("memory_pool_limits", self.memory_pool_limits, Mapping,
+                    "a mapping of pool name to size, e.g. {'workspace': '1G'}")
         pools: dict[str, int] = {}
         for name, size in dict(self.memory_pool_limits).items():
             _check_choice("memory pool", name, MemoryPool)
-            value = parse_size(size)
-            if value < 0:
-                raise ConfigError(f"memory pool {name} limit must be >= 0, got {size!r}")
+            try:
+                value = parse_size(size)
+            except ConfigError as exc:
+                raise ConfigError(f"memory pool {name}: {exc}") from None
+            if value == 0 and name in _NONZERO_POOLS:
+                raise ConfigError(f"memory pool {name} limit 0 leaves TensorRT no {_NONZERO_POOLS[name]}, and "
+                                  "every build fails; give a size such as 256M, or leave the pool out for "
+                                  "TensorRT's default")
             pools[name] = value
         object.__setattr__(self, "memory_pool_limits", MappingProxyType(pools))
-        if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
-            raise ConfigError(f"optimization_level must be between 0 and 5, got {self.optimization_level}")
+        _check_int("optimization_level", self.optimization_level, 0, 5)
+        _check_int("max_aux_streams", self.max_aux_streams, 0)
+        _check_int("builder_threads", self.builder_threads, 1)
+        if self.timing_cache is not None:
+            _check_type("timing_cache", self.timing_cache, (str, os.PathLike), "a file path or None")
+            object.__setattr__(self, "timing_cache", os.fspath(self.timing_cache))
         for name in _SEQUENCES:
-            value = getattr(self, name)
-            if isinstance(value, str):
-                object.__setattr__(self, name, (value,))
-            elif value is not None:
-                object.__setattr__(self, name, tuple(str(v) for v in value))
+            names = _names_tuple(name, getattr(self, name))
+            if name == "plugins" and names is None:
+                raise ConfigError("plugins must be a list of library paths (empty for none), got None")
+            object.__setattr__(self, name, names)
         for source in self.tactic_sources or ():
             _check_choice("tactic source", source.upper(), TacticSource)
         for cc in self.compute_capabilities or ():

@@ -12,12 +12,14 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from trtkit.backend import Backend, OnnxParser
+from trtkit.builder.config import BuildConfig
 from trtkit.builder.model import OnnxModel, iter_graphs
 from trtkit.dtypes import onnx_non_numeric
 from trtkit.errors import ModelError, OnnxParseError, ParserIssue, ShapeError
+from trtkit.gpu import device_count
 from trtkit.profiles import Profile
 
-__all__ = ["build_failure_message", "parse_into"]
+__all__ = ["build_failure_message", "known_build_failure", "parse_into", "without_no_gpu_noise"]
 
 
 _ONNX_TYPE_KINDS: Final = {"sequence_type": "a sequence", "map_type": "a map", "optional_type": "an optional",
@@ -134,10 +136,24 @@ _LAYER = re.compile(r"\bI[A-Za-z]*Layer ([^\s:]+)")
 _CONTROL_FLOW: Final = ("If", "Loop", "Scan")
 
 
+_NO_GPU_NOISE = re.compile(r"CUDA driver version is insufficient|cudaErrorInsufficientDriver|cudaErrorNoDevice|"
+                           r"no CUDA-capable device", re.IGNORECASE)
+
+
+def without_no_gpu_noise(lines: Sequence[str]) -> list[str]:
+    """``lines`` without the CUDA-driver complaints TensorRT-RTX logs on a machine with no GPU, where they are
+    noise (it builds without one). Unchanged on a machine with a GPU, or when nothing else is left."""
+    kept = [line for line in lines if not _NO_GPU_NOISE.search(line)]
+    if len(kept) == len(lines) or not kept or device_count() > 0:
+        return list(lines)
+    return kept
+
+
 def build_failure_message(backend: Backend, name: str, model: OnnxModel, errors: Sequence[str],
-                   profiles: Sequence[Profile]) -> str:
+                          profiles: Sequence[Profile]) -> str:
     """The message for a failed ``build_serialized_network``: TensorRT's first error, its ONNX node, a hint."""
     head = f"{backend.label} failed to build an engine from {name}"
+    errors = without_no_gpu_noise(errors)
     if not errors:
         return head + " (build_serialized_network returned None and TensorRT logged no error)"
     first = _SOURCE_REF.sub("", errors[0]).strip().removeprefix("IBuilder::buildSerializedNetwork: ")
@@ -164,3 +180,35 @@ def build_failure_message(backend: Backend, name: str, model: OnnxModel, errors:
             "was made for (dims that must be multiples of a stride, fixed sizes, inputs that must agree)."
         )
     return message
+
+
+_CUDA_FAILURE = re.compile(r"cuda", re.IGNORECASE)
+_NO_GPU: Final = "this machine has no usable NVIDIA GPU (no GPU, or no driver for it)"
+
+
+def known_build_failure(backend: Backend, config: BuildConfig, errors: Sequence[str]) -> str | None:
+    """A one-line message with the fix for a build failure whose cause is known from the options, or None.
+
+    These failures otherwise surface as TensorRT's internal text (``MyelinCheckException``, a missing
+    ``libnvinfer_lean.so.1``, ``cudaError 35``) that does not say which option caused them.
+    """
+    text = "\n".join(errors)
+    if config.version_compatible and "libnvinfer_lean" in text:
+        rtx = backend.name == "tensorrt_rtx"
+        return (f"version_compatible (--versionCompatible) needs TensorRT's lean runtime library libnvinfer_lean, "
+                f"which {backend.label} could not load"
+                + (" (TensorRT-RTX does not ship one)" if rtx else "")
+                + ". Build without --versionCompatible"
+                + ("" if rtx else ", or install the lean runtime: pip install tensorrt-lean"))
+    if not _CUDA_FAILURE.search(text) or device_count() > 0:
+        return None
+    if "current" in {c.strip().lower() for c in config.compute_capabilities or ()}:
+        return (f"compute capability 'current' means the GPU of this machine, and {_NO_GPU}. Name the target "
+                "GPUs instead, e.g. --computeCapabilities 8.6,8.9 (compute_capabilities=('8.6', '8.9'))")
+    options = [flag for flag, on in (("refit (--refit)", config.refit),
+                                     ("strip_weights (--stripWeights)", config.strip_weights)) if on]
+    if options:
+        return (f"{' and '.join(options)} need{'s' if len(options) == 1 else ''} a GPU to build with "
+                f"{backend.label} (the refittable kernels are compiled with CUDA), and {_NO_GPU}. Build on a "
+                "machine with an NVIDIA GPU, or without these options")
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +21,14 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 from trtkit.deps import require
 from trtkit.dtypes import from_onnx
 from trtkit.errors import ModelError, UnsupportedFeatureError
+from trtkit.files import refuse_overwrite
 from trtkit.profiles import InputInfo
 
 if TYPE_CHECKING:
     import onnx
 
 __all__ = [
+    "MAX_MODEL_FILE",
     "PROTOBUF_LIMIT",
     "ModelSource",
     "OnnxModel",
@@ -43,6 +46,8 @@ ModelSource: TypeAlias = "str | os.PathLike[str] | bytes | onnx.ModelProto"
 _PLACEHOLDERS = frozenset({"?", "unk", "unknown", "none", "null", "n/a", "-1", "dynamic", "*", "-"})
 PROTOBUF_LIMIT: Final = 2**31 - 1
 """Protobuf's limit on one serialized message (2 GiB): larger models keep their weights in external files."""
+MAX_MODEL_FILE: Final = PROTOBUF_LIMIT
+"""The largest ONNX file read: protobuf cannot decode more (weights beyond it live in external data files)."""
 _SAVE_HEADROOM: Final = 1 << 20  # the saved file adds a little to ByteSize()
 
 
@@ -134,6 +139,18 @@ class OnnxModel:
     def opsets(self) -> dict[str, int]:
         return {o.domain or "ai.onnx": o.version for o in self.proto.opset_import}
 
+    def files(self) -> list[Path]:
+        """The model file and its external weight files: what a build reads (empty for bytes or a proto)."""
+        if self.path is None:
+            return []
+        base = self.path.parent
+        return [self.path, *(base / location for location in _external_files(self.proto))]
+
+    def refuse_overwrite(self, output: str | os.PathLike[str], *, what: str) -> None:
+        """Raise :class:`~trtkit.errors.ConfigError` when writing ``output`` would overwrite this model's file
+        or one of its external weight files."""
+        refuse_overwrite(output, self.files(), what=what)
+
     def proto_with_weights(self) -> onnx.ModelProto:
         """A copy of :attr:`proto` with its external weights loaded into it."""
         mod = _onnx()
@@ -172,6 +189,48 @@ def _external_files(proto: onnx.ModelProto) -> Iterator[str]:
                     yield entry.value
 
 
+def _external_path(base: Path, location: str) -> Path:
+    """``base / location``, refused unless it stays inside ``base`` (as ONNX's checker requires)."""
+    where = f"external data location {location!r}"
+    if not location or "\0" in location:
+        raise ModelError(f"the model has an invalid {where}")
+    if os.path.isabs(location) or Path(location).drive:
+        raise ModelError(f"{where} is an absolute path; ONNX requires external data paths relative to the "
+                         f"model's directory {str(base)!r}, so this model could read any file. Re-save it with "
+                         "relative locations")
+    # checked on the written path, not on resolved links: weights linked from elsewhere (a hub cache) are fine
+    normal = os.path.normpath(location)
+    if normal == os.pardir or normal.startswith(os.pardir + os.sep):
+        raise ModelError(f"{where} escapes the model's directory {str(base)!r}; ONNX requires external data "
+                         "to stay inside the model's directory. Move the weight files beside the model and "
+                         "re-save it")
+    return base / location
+
+
+def _read_model_file(path: Path) -> bytes:
+    """The bytes of ``path``: a regular file of at most :data:`MAX_MODEL_FILE` bytes, checked before reading."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ModelError(f"cannot read ONNX file {str(path)!r}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelError(f"{str(path)!r} is a directory; pass the .onnx file inside it")
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelError(f"{str(path)!r} is not a regular file (a device, pipe or socket); pass an .onnx file")
+    if st.st_size > MAX_MODEL_FILE:
+        raise ModelError(f"{str(path)!r} is {st.st_size} bytes, over the {MAX_MODEL_FILE} bytes (2 GiB) an ONNX "
+                         "file can hold with its weights inline; save larger models with external data "
+                         "(onnx.save(model, path, save_as_external_data=True))")
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_MODEL_FILE + 1)
+    except OSError as exc:
+        raise ModelError(f"cannot read ONNX file {str(path)!r}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_MODEL_FILE:
+        raise ModelError(f"{str(path)!r} grew past {MAX_MODEL_FILE} bytes while being read")
+    return raw
+
+
 def _hash_model(raw: bytes, proto: onnx.ModelProto, base: Path | None) -> str:
     h = hashlib.sha256()
     h.update(raw)
@@ -181,12 +240,14 @@ def _hash_model(raw: bytes, proto: onnx.ModelProto, base: Path | None) -> str:
                 f"the model references external weight file {location!r} but was not given as a path; "
                 "pass the .onnx path so the weight files next to it can be found"
             )
-        file = base / location
-        if not file.is_file():
+        file = _external_path(base, location)
+        if not file.exists():
             raise ModelError(
                 f"external weight file {str(file)!r} referenced by the model does not exist; keep the "
                 "weight files next to the .onnx file they were saved with"
             )
+        if not file.is_file():
+            raise ModelError(f"external weight file {str(file)!r} referenced by the model is not a regular file")
         h.update(location.encode())
         with file.open("rb") as f:
             for chunk in iter(lambda: f.read(1 << 24), b""):
@@ -218,6 +279,21 @@ def _make_dims_distinct(proto: onnx.ModelProto) -> dict[tuple[str, int], tuple[s
             d.dim_param = new
             renamed[(v.name, axis)] = (name, new)
     return renamed
+
+
+def _check_opsets(proto: onnx.ModelProto) -> None:
+    """Refuse a default-domain opset no ONNX release defines (TensorRT's parser would read it as another)."""
+    onnx = _onnx()
+    newest = int(onnx.defs.onnx_opset_version())
+    for entry in proto.opset_import:
+        if entry.domain not in ("", "ai.onnx"):
+            continue
+        if not 1 <= entry.version <= newest:
+            raise ModelError(
+                f"the model imports ONNX opset {entry.version}, which no ONNX release defines (opsets 1 to "
+                f"{newest} exist, onnx {onnx.__version__}); re-export it with an opset in that range "
+                "(e.g. torch.onnx.export(..., opset_version=17))"
+            )
 
 
 def load_onnx(source: ModelSource | OnnxModel) -> OnnxModel:
@@ -255,9 +331,7 @@ def load_onnx(source: ModelSource | OnnxModel) -> OnnxModel:
         path = Path(source).expanduser()
         if not path.exists():
             raise ModelError(f"ONNX file {str(path)!r} does not exist")
-        if path.is_dir():
-            raise ModelError(f"{str(path)!r} is a directory; pass the .onnx file inside it")
-        raw = path.read_bytes()
+        raw = _read_model_file(path)
         proto = onnx.ModelProto()
         try:
             proto.ParseFromString(raw)
@@ -277,6 +351,7 @@ def load_onnx(source: ModelSource | OnnxModel) -> OnnxModel:
         )
     if len(proto.graph.output) == 0:
         raise ModelError("the ONNX model declares no graph outputs; TensorRT needs at least one")
+    _check_opsets(proto)
     digest = _hash_model(raw, proto, path.parent if path else None)
     renamed = _make_dims_distinct(proto)
     return OnnxModel(proto=proto, path=path, sha256=digest, renamed_dims=renamed)

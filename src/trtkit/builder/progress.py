@@ -2,19 +2,25 @@
 
 A callback receives :class:`ProgressEvent` objects and may return ``False`` to cancel the build. TensorRT can
 call the monitor from several threads, so events are delivered under a lock.
+
+Ctrl-C: TensorRT's callbacks swallow a ``KeyboardInterrupt`` (``Exception caught in log()``), so during a build
+:class:`SigintCancels` replaces the SIGINT handler with one that cancels the build through the monitor, and
+delivers the interrupt to the previous handler (``KeyboardInterrupt`` by default) once TensorRT has returned.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType, TracebackType
 from typing import Literal, Protocol, TypeAlias
 
 from trtkit.backend import TrtModule
 
-__all__ = ["ProgressCallback", "ProgressEvent", "TqdmProgress", "make_monitor"]
+__all__ = ["ProgressCallback", "ProgressEvent", "SigintCancels", "TqdmProgress", "make_monitor"]
 
 
 @dataclass(frozen=True)
@@ -89,14 +95,23 @@ class TqdmProgress:
 
 
 class _MonitorState:
-    def __init__(self, callback: ProgressCallback | None, cancel: threading.Event | None) -> None:
+    def __init__(self, callback: ProgressCallback | None, cancel: threading.Event | None,
+                 interrupt: threading.Event | None = None) -> None:
         self.callback = callback
         self.cancel = cancel or threading.Event()
+        self.interrupt = interrupt or threading.Event()
         self.lock = threading.Lock()
         self.reason: str | None = None
         self.error: BaseException | None = None
 
+    def interrupted(self) -> None:
+        self.reason = "interrupted (Ctrl-C)"
+        self.interrupt.set()
+
     def deliver(self, event: ProgressEvent) -> bool:
+        if self.interrupt.is_set():
+            self.reason = self.reason or "interrupted (Ctrl-C)"
+            return False
         if self.cancel.is_set():
             self.reason = self.reason or "cancelled"
             return False
@@ -106,8 +121,7 @@ class _MonitorState:
             with self.lock:
                 keep_going = self.callback(event)
         except KeyboardInterrupt:
-            self.reason = "interrupted (Ctrl-C)"
-            self.cancel.set()
+            self.interrupted()
             return False
         except BaseException as exc:  # a failing callback must not crash TensorRT's thread
             self.error = exc
@@ -121,26 +135,84 @@ class _MonitorState:
         return True
 
 
-def make_monitor(trt: TrtModule, callback: ProgressCallback | None,
-                 cancel: threading.Event | None) -> tuple[object, _MonitorState]:
+def make_monitor(trt: TrtModule, callback: ProgressCallback | None, cancel: threading.Event | None,
+                 interrupt: threading.Event | None = None) -> tuple[object, _MonitorState]:
     """Return ``(monitor, state)``: a ``trt.IProgressMonitor`` forwarding to ``callback``.
 
+    The build stops at the next progress report once ``cancel`` or ``interrupt`` (Ctrl-C) is set.
     ``state.reason`` says why the build was cancelled, if it was.
     """
-    state = _MonitorState(callback, cancel)
+    state = _MonitorState(callback, cancel, interrupt)
     base = trt.IProgressMonitor
 
     class _Monitor(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
             super().__init__()
 
+        # A KeyboardInterrupt raised anywhere in these methods would reach TensorRT, which prints and drops it.
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            state.deliver(ProgressEvent("start", phase_name, parent_phase or None, 0, num_steps))
+            try:
+                state.deliver(ProgressEvent("start", phase_name, parent_phase or None, 0, num_steps))
+            except KeyboardInterrupt:
+                state.interrupted()
 
         def step_complete(self, phase_name: str, step: int) -> bool:
-            return state.deliver(ProgressEvent("step", phase_name, None, step, 0))
+            try:
+                return state.deliver(ProgressEvent("step", phase_name, None, step, 0))
+            except KeyboardInterrupt:
+                state.interrupted()
+                return False
 
         def phase_finish(self, phase_name: str) -> None:
-            state.deliver(ProgressEvent("finish", phase_name, None, 0, 0))
+            try:
+                state.deliver(ProgressEvent("finish", phase_name, None, 0, 0))
+            except KeyboardInterrupt:
+                state.interrupted()
 
     return _Monitor(), state
+
+
+_Handler: TypeAlias = "Callable[[int, FrameType | None], object] | int | signal.Handlers | None"
+
+
+class SigintCancels:
+    """While active (a ``with`` block), SIGINT sets :attr:`event` instead of raising in TensorRT's callbacks.
+
+    Installed only on the main thread and only over a Python-level handler (``SIG_IGN`` and ``SIG_DFL`` are
+    respected). On leaving the block the previous handler comes back, and a SIGINT received meanwhile is handed
+    to it: the default handler raises ``KeyboardInterrupt``, also in a notebook kernel.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous: _Handler = None
+        self._installed = False
+
+    @property
+    def fired(self) -> bool:
+        """Whether SIGINT arrived (or a callback saw ``KeyboardInterrupt``) while the block ran."""
+        return self.event.is_set()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.event.set()
+
+    def __enter__(self) -> SigintCancels:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous):
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._handle)
+                self._installed = True
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        previous = self._previous
+        if self._installed:
+            signal.signal(signal.SIGINT, previous)
+            self._installed = False
+        if not self.fired or isinstance(exc, KeyboardInterrupt):
+            return
+        if previous is signal.default_int_handler or not callable(previous):
+            raise KeyboardInterrupt("the build was interrupted (Ctrl-C); nothing was written")
+        previous(signal.SIGINT, None)

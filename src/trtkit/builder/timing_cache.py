@@ -10,16 +10,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from filelock import FileLock
-
 from trtkit.backend import BuilderConfig
 from trtkit.errors import BuildError
-from trtkit.files import atomic_write
+from trtkit.files import HolderLock, atomic_write
 from trtkit.log import get_logger
 
 __all__ = ["TimingCacheFile"]
 
 _log = get_logger("timing_cache")
+LOCK_TIMEOUT_S = 600.0
+"""How long to wait for another process's timing cache read or write before giving up with a message."""
 
 
 class TimingCacheFile:
@@ -27,7 +27,7 @@ class TimingCacheFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
-        self._lock = FileLock(str(self.path) + ".lock")
+        self._lock = HolderLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S, what="timing cache lock")
 
     def _read(self) -> bytes:
         return self.path.read_bytes() if self.path.is_file() else b""

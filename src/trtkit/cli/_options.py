@@ -38,7 +38,8 @@ def parse_pools(values: tuple[str, ...]) -> dict[str, int]:
         name, size = item.split(":", 1)
         size = size.strip()
         try:
-            pools[name.strip().lower()] = int(float(size) * (1 << 20)) if size.replace(".", "").isdigit() \
+            plain = size.replace(".", "", 1)
+            pools[name.strip().lower()] = int(float(size) * (1 << 20)) if plain.isascii() and plain.isdigit() \
                 else parse_size(size)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--memPoolSize") from exc

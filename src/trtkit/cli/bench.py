@@ -10,7 +10,13 @@ import click
 from trtkit.cli.run import backend_options, load_kwargs, load_options
 from trtkit.profiles import parse_shape_spec
 from trtkit.runtime.loading import load_engine
+from trtkit.text import safe_lines
 from trtkit.tools.bench import benchmark
+
+
+def _echo(message: object = "", err: bool = False) -> None:
+    """click.echo with names from files escaped (no terminal escape sequences reach the terminal)."""
+    click.echo(safe_lines(message), err=err)
 
 
 @click.command("bench")
@@ -42,11 +48,11 @@ def bench_command(engine: Path, shapes: tuple[str, ...], warmup: float, duration
     results = res if isinstance(res, list) else [res]
     data = [r.to_dict() for r in results]
     if json_path is not None and str(json_path) == "-":
-        click.echo(json.dumps(data, indent=2))
+        _echo(json.dumps(data, indent=2))
         return 0
     for r in results:
-        click.echo(r.format())
+        _echo(r.format())
     if json_path is not None:
         json_path.write_text(json.dumps(data, indent=2))
-        click.echo(f"wrote {json_path}")
+        _echo(f"wrote {json_path}")
     return 0

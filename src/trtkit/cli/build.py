@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 from trtkit.builder import build_engine
+from trtkit.builder.model import load_onnx
 from trtkit.cli._options import build_options, make_config
+from trtkit.files import refuse_overwrite
 from trtkit.profiles import profiles_from_trtexec
 
 
@@ -28,9 +30,16 @@ def build_command(model: Path, output: Path | None, save_converted_model: Path |
     """
     config = make_config(opts)
     profiles = profiles_from_trtexec(shapes, min_shapes, opt_shapes, max_shapes)
-    built = build_engine(model, shapes=profiles, config=config, backend=backend, progress=progress,
-                         save_converted_model=save_converted_model)
     out = output or model.with_suffix(".engine")
+    onnx_model = load_onnx(model)
+    # checked before the build: the engine, its manifest or the converted model must not land on the model
+    # or its external weight files (a model named *.engine with no -o would be its own default output)
+    for path, what in ((out, "the engine"), (out.with_name(f"{out.name}.manifest.json"), "the engine's manifest")):
+        onnx_model.refuse_overwrite(path, what=what)
+        if save_converted_model is not None:
+            refuse_overwrite(path, [save_converted_model], what=what)
+    built = build_engine(onnx_model, shapes=profiles, config=config, backend=backend, progress=progress,
+                         save_converted_model=save_converted_model)
     built.save(out)
     m = built.manifest
     click.echo(

@@ -19,6 +19,12 @@ from trtkit.backend import BACKEND_NAMES, DISPLAY_NAMES, MODULE_NAMES, Backend, 
 from trtkit.cli._options import echo_json
 from trtkit.errors import DependencyError, TrtkitError
 from trtkit.runtime.compat import run_blocker
+from trtkit.text import safe_lines
+
+
+def _echo(message: object = "", err: bool = False) -> None:
+    """click.echo with names from files escaped (no terminal escape sequences reach the terminal)."""
+    click.echo(safe_lines(message), err=err)
 
 _PACKAGES: Final = (
     ("numpy", "arrays for inputs and outputs"),
@@ -210,10 +216,9 @@ def collect(backend: str | None = None) -> Report:
             fixes.append(f"pip install {p['name']}  ({p['why']})")
     if cuda["device_count"] == 0:
         fixes.append(
-            "Engines cannot run on this machine: it has no usable NVIDIA GPU or CUDA driver. "
-            + ("Build engines here with " + active.label + " and run them on a machine with a supported NVIDIA "
-               "GPU and driver." if active is not None and active.features.compute_capability_targets
-               else "Run engines on a machine with a supported NVIDIA GPU and driver.")
+            f"Engines cannot run here: {gpu.NO_GPU_MESSAGE}."
+            + (f" Build engines here with {active.label}." if active is not None
+               and active.features.compute_capability_targets else "")
         )
     elif blocker is not None and active is not None:
         fixes.append(blocker)
@@ -316,5 +321,5 @@ def doctor_command(backend: str | None, as_json: bool) -> int:
     if as_json:
         echo_json(report)
     else:
-        click.echo(format_report(report))
+        _echo(format_report(report))
     return 0

@@ -24,9 +24,11 @@ def _gpu_list(values: tuple[str, ...]) -> list[int] | None:
 @click.command("export-triton")
 @click.argument("engine", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("repository", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--name", required=True, help="Triton model name (the directory REPOSITORY/NAME).")
-@click.option("--version", "version", type=int, default=1, show_default=True,
-              help="Model version directory to write (an integer >= 1).")
+@click.option("--name", default=None,
+              help="Triton model name (the directory REPOSITORY/NAME). Default: ENGINE's file stem (resnet50 for "
+                   "resnet50.engine).")
+@click.option("--version", "version", type=click.IntRange(1, 2**63 - 1), default=1, show_default=True,
+              help="Model version directory to write (an integer from 1 to 2^63-1).")
 @click.option("--max-batch-size", "max_batch_size", type=click.IntRange(0), default=None,
               help="Cap Triton's batch size; 0 turns batching off. Default: from the engine's profiles.")
 @click.option("--dynamic-batching/--no-dynamic-batching", "dynamic_batching", default=None,
@@ -43,13 +45,14 @@ def _gpu_list(values: tuple[str, ...]) -> list[int] | None:
 @click.option("--allow-rtx", "allow_rtx", is_flag=True,
               help="Export a TensorRT-RTX plan anyway (Triton's TensorRT backend cannot load it).")
 @click.option("--print", "print_config", is_flag=True, help="Also print the generated config.pbtxt.")
-def export_triton_command(engine: Path, repository: Path, name: str, version: int, max_batch_size: int | None,
+def export_triton_command(engine: Path, repository: Path, name: str | None, version: int, max_batch_size: int | None,
                           dynamic_batching: bool | None, preferred: tuple[str, ...], max_queue_delay_us: int | None,
                           instances: int, gpus: tuple[str, ...], force: bool, allow_rtx: bool,
                           print_config: bool) -> int:
     """Export ENGINE (built by trtkit, with its manifest) as a Triton model in REPOSITORY.
 
-    Writes REPOSITORY/NAME/config.pbtxt and REPOSITORY/NAME/VERSION/model.plan. Serve it with a Triton
+    Writes REPOSITORY/NAME/config.pbtxt and REPOSITORY/NAME/VERSION/model.plan (NAME defaults to ENGINE's
+    file stem). Serve it with a Triton
     release whose TensorRT version matches the one that built the engine.
     """
     preferred_sizes: list[int] | None = None
@@ -72,7 +75,8 @@ def export_triton_command(engine: Path, repository: Path, name: str, version: in
     cfg = result.config
     batching = f"max_batch_size {cfg.max_batch_size}" + (
         f", dynamic batching (preferred {list(cfg.preferred_batch_sizes)})" if cfg.dynamic_batching else "")
-    click.echo(f"exported {engine} as Triton model {name!r} version {result.version}: {result.plan_path}, "
+    click.echo(f"exported {engine} as Triton model {result.model_dir.name!r} version {result.version}: "
+               f"{result.plan_path}, "
                f"{result.config_path} ({batching})")
     if print_config:
         click.echo(cfg.text, nl=False)

@@ -19,8 +19,15 @@ from trtkit.manifest import Manifest, read_engine_file
 from trtkit.profiles import InputInfo, format_shape
 from trtkit.runtime import compat
 from trtkit.runtime.loading import load_engine
+from trtkit.runtime.plans import check_plan, plan_tag
 from trtkit.runtime.tensors import TensorSpec
+from trtkit.text import safe_lines
 from trtkit.tools.layers import EngineLayers, engine_layers
+
+
+def _echo(message: object = "", err: bool = False) -> None:
+    """click.echo with names from files escaped (no terminal escape sequences reach the terminal)."""
+    click.echo(safe_lines(message), err=err)
 
 
 class _TensorRow(TypedDict):
@@ -62,36 +69,36 @@ def _onnx_summary(path: Path) -> _OnnxSummary:
 
 
 def _print_onnx(s: _OnnxSummary) -> None:
-    click.echo(f"ONNX model {s['path']}")
-    click.echo(f"  opsets: {', '.join(f'{k} {v}' for k, v in s['opsets'].items())}; {s['nodes']} nodes")
+    _echo(f"ONNX model {s['path']}")
+    _echo(f"  opsets: {', '.join(f'{k} {v}' for k, v in s['opsets'].items())}; {s['nodes']} nodes")
     for label, rows in (("inputs", s["inputs"]), ("outputs", s["outputs"])):
-        click.echo(f"  {label}:")
+        _echo(f"  {label}:")
         for t in rows:
-            click.echo(f"    {t['name']:<24} {t['dtype']:<9} [{', '.join(str(d) for d in t['shape'])}]")
-    click.echo("  ops: " + ", ".join(f"{op} x{n}" for op, n in s["ops"].items()))
+            _echo(f"    {t['name']:<24} {t['dtype']:<9} [{', '.join(str(d) for d in t['shape'])}]")
+    _echo("  ops: " + ", ".join(f"{op} x{n}" for op, n in s["ops"].items()))
 
 
 def _print_engine(path: Path, m: Manifest) -> None:
-    click.echo(f"engine {path} ({m.plan_size / 1e6:.2f} MB)")
-    click.echo(f"  backend:  {m.backend} {m.backend_version}   trtkit {m.trtkit_version}   built {m.created}")
+    _echo(f"engine {path} ({m.plan_size / 1e6:.2f} MB)")
+    _echo(f"  backend:  {m.backend} {m.backend_version}   trtkit {m.trtkit_version}   built {m.created}")
     target = m.target
     if "compute_capabilities" in target:
-        click.echo(f"  targets:  compute capabilities {', '.join(target['compute_capabilities'])}")
+        _echo(f"  targets:  compute capabilities {', '.join(target['compute_capabilities'])}")
     else:
-        click.echo(f"  target:   {target.get('gpu')} (compute capability {target.get('compute_capability')})")
+        _echo(f"  target:   {target.get('gpu')} (compute capability {target.get('compute_capability')})")
     compat = m.compatibility
-    click.echo(f"  compat:   hardware {compat.get('hardware_compatibility')}, "
+    _echo(f"  compat:   hardware {compat.get('hardware_compatibility')}, "
                f"version compatible {compat.get('version_compatible')}")
-    click.echo(f"  onnx:     {m.onnx.get('name')} sha256 {str(m.onnx.get('sha256'))[:16]}...")
-    click.echo(f"  precision {m.config.get('precision')}" + ("" if m.config.get("tf32", True) else " (no TF32)"))
-    click.echo("  tensors:")
+    _echo(f"  onnx:     {m.onnx.get('name')} sha256 {str(m.onnx.get('sha256'))[:16]}...")
+    _echo(f"  precision {m.config.get('precision')}" + ("" if m.config.get("tf32", True) else " (no TF32)"))
+    _echo("  tensors:")
     for t in m.tensors:
         extra = " (shape tensor)" if t.is_shape_tensor else ""
-        click.echo(f"    {t.mode:<6} {t.name:<24} {t.dtype:<9} {format_shape(t.shape)}{extra}")
+        _echo(f"    {t.mode:<6} {t.name:<24} {t.dtype:<9} {format_shape(t.shape)}{extra}")
     for i, p in enumerate(m.profiles):
-        click.echo(f"  profile {i}:")
+        _echo(f"  profile {i}:")
         for name, rng in p.ranges.items():
-            click.echo(f"    {name:<24} min {format_shape(rng.min)}  opt {format_shape(rng.opt)}  "
+            _echo(f"    {name:<24} min {format_shape(rng.min)}  opt {format_shape(rng.opt)}  "
                        f"max {format_shape(rng.max)}")
 
 
@@ -113,14 +120,14 @@ def _rebuild_hint(path: Path, manifest: Manifest | None) -> str:
 
 
 def _print_layers(path: Path, info: EngineLayers, manifest: Manifest | None) -> None:
-    click.echo(f"  layers after fusion: {len(info)} (profiling verbosity {info.verbosity})")
+    _echo(f"  layers after fusion: {len(info)} (profiling verbosity {info.verbosity})")
     if info.verbosity == "none":
-        click.echo(f"  TensorRT kept no layer information in this engine; {_rebuild_hint(path, manifest)}.")
+        _echo(f"  TensorRT kept no layer information in this engine; {_rebuild_hint(path, manifest)}.")
         return
     if not info.detailed:
         for i, layer in enumerate(info):
-            click.echo(f"    {i:>4}  {layer.name}")
-        click.echo(f"  only layer names: the engine was built without detailed profiling verbosity; "
+            _echo(f"    {i:>4}  {layer.name}")
+        _echo(f"  only layer names: the engine was built without detailed profiling verbosity; "
                    f"{_rebuild_hint(path, manifest)}.")
         return
     rows = [(str(i), layer.type or "?", layer.precision or "?", layer.tactic or "-", layer.name)
@@ -132,17 +139,17 @@ def _print_layers(path: Path, info: EngineLayers, manifest: Manifest | None) -> 
     def line(cells: tuple[str, ...]) -> str:
         return "    " + "  ".join(f"{c:<{w}}" for c, w in zip(cells[:-1], widths, strict=True)) + "  " + cells[-1]
 
-    click.echo(line(heads))
+    _echo(line(heads))
     for r in rows:
-        click.echo(line(r))
+        _echo(line(r))
 
 
 def _print_plan_tensors(path: Path, plan_size: int, inputs: Sequence[TensorSpec],
                         outputs: Sequence[TensorSpec]) -> None:
-    click.echo(f"engine {path} ({plan_size / 1e6:.2f} MB, bare plan: no trtkit manifest)")
-    click.echo("  tensors:")
+    _echo(f"engine {path} ({plan_size / 1e6:.2f} MB, bare plan: no trtkit manifest)")
+    _echo("  tensors:")
     for t in (*inputs, *outputs):
-        click.echo(f"    {t.mode:<6} {t.name:<24} {t.dtype.name:<9} {format_shape(t.shape)}")
+        _echo(f"    {t.mode:<6} {t.name:<24} {t.dtype.name:<9} {format_shape(t.shape)}")
 
 
 @click.command("inspect")
@@ -168,12 +175,20 @@ def inspect_command(path: Path, as_json: bool, show_layers: bool, device: int, b
     if show_layers:
         return _inspect_layers(path, plan, manifest, as_json, device, backend)
     if manifest is None:
-        info = {"kind": "plan", "path": str(path), "size": len(plan), "manifest": None}
+        check_plan(plan, repr(str(path)))
+        flavour = plan_tag(plan)
+        info = {"kind": "plan", "path": str(path), "size": len(plan), "manifest": None, "tensorrt": flavour}
         if as_json:
             echo_json(info)
+        elif flavour is None:
+            _echo(
+                f"{path}: {len(plan)} bytes with no trtkit manifest beside it, and no TensorRT plan header (plans "
+                f"start with 'ftrt', TensorRT-RTX plans with 'vtrt'; this starts with {plan[:4].hex(' ')}): probably "
+                "not a TensorRT plan. Only loading it can tell (--layers does)."
+            )
         else:
-            click.echo(
-                f"{path}: a bare TensorRT plan of {len(plan)} bytes with no trtkit manifest beside it; its "
+            _echo(
+                f"{path}: a bare {flavour} plan of {len(plan)} bytes with no trtkit manifest beside it; its "
                 "tensors can only be read by loading it with TensorRT on a GPU it supports (--layers does)."
             )
         return 0
@@ -188,7 +203,7 @@ def _inspect_layers(path: Path, plan: bytes, manifest: Manifest | None, as_json:
                     backend: str | None) -> int:
     be, reason = _layers_backend(manifest, backend, device)
     if be is None:
-        click.echo(f"trtkit: error: cannot list the layers of {path} on this machine: TensorRT's engine "
+        _echo(f"trtkit: error: cannot list the layers of {path} on this machine: TensorRT's engine "
                    f"inspector needs the engine loaded, and {reason}", err=True)
         return 1
     with load_engine(path, device=device, backend=be) as le:

@@ -12,6 +12,12 @@ import numpy.typing as npt
 
 from trtkit.errors import InputError
 from trtkit.runtime.loading import load_engine
+from trtkit.text import safe_lines
+
+
+def _echo(message: object = "", err: bool = False) -> None:
+    """click.echo with names from files escaped (no terminal escape sequences reach the terminal)."""
+    click.echo(safe_lines(message), err=err)
 
 HostArray = npt.NDArray[np.generic]
 
@@ -56,9 +62,17 @@ def _load_inputs(items: tuple[str, ...]) -> dict[str, HostArray]:
             raise click.BadParameter(f"{item!r}: expected NAME=FILE.npy", param_hint="--input")
         name, path = item.split("=", 1)
         try:
-            out[name.strip()] = np.load(path, allow_pickle=False)
+            value = np.load(path, allow_pickle=False)
+        except EOFError:  # an empty or cut .npy; click would report EOFError as "interrupted"
+            raise click.BadParameter(f"cannot read {path}: the file is empty or truncated",
+                                     param_hint="--input") from None
         except (OSError, ValueError) as exc:
             raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--input") from exc
+        if not isinstance(value, np.ndarray):
+            value.close()
+            raise click.BadParameter(f"{path} is an .npz archive; give one .npy file per input (NAME=FILE.npy)",
+                                     param_hint="--input")
+        out[name.strip()] = value
     return out
 
 
@@ -82,6 +96,6 @@ def run_command(engine: Path, inputs: tuple[str, ...], output: Path | None, devi
     out = output or engine.with_name(engine.name + ".outputs.npz")
     np.savez(out, **result)  # type: ignore[arg-type]  # the stub takes the mapping for allow_pickle=
     for name, arr in result.items():
-        click.echo(f"{name}: {arr.dtype}[{'x'.join(str(d) for d in arr.shape)}]")
-    click.echo(f"wrote {out}")
+        _echo(f"{name}: {arr.dtype}[{'x'.join(str(d) for d in arr.shape)}]")
+    _echo(f"wrote {out}")
     return 0

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, SupportsInt
 
 from trtkit.backend import Backend, version_tuple
-from trtkit.errors import CudaError, DependencyError, EngineIncompatibleError
-from trtkit.gpu import device_count, device_info
+from trtkit.errors import CudaError, EngineIncompatibleError
+from trtkit.gpu import device_info, no_gpu_reason
 
 if TYPE_CHECKING:
     from trtkit.gpu import DeviceInfo
@@ -21,12 +21,9 @@ __all__ = ["check_compatibility", "run_blocker", "unsupported_gpu", "validity_re
 
 def run_blocker(backend: Backend, device: int = 0) -> str | None:
     """Why engines of ``backend`` cannot run on CUDA device ``device``, or None when they can."""
-    try:
-        count = device_count()
-    except DependencyError as exc:
-        return str(exc)
-    if count == 0:
-        return "this machine has no usable NVIDIA GPU or CUDA driver (cudaGetDeviceCount found none)"
+    reason = no_gpu_reason()
+    if reason is not None:
+        return reason
     try:
         info = device_info(device)
     except CudaError as exc:

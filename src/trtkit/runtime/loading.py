@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from trtkit.backend import Backend, CudaEngine, RtxRuntime, Runtime, get_backend
-from trtkit.errors import ClosedError, EngineFileError, EngineIncompatibleError, InputError, UnsupportedFeatureError
+from trtkit.errors import (
+    ClosedError,
+    ConfigError,
+    EngineFileError,
+    EngineIncompatibleError,
+    InputError,
+    UnsupportedFeatureError,
+)
 from trtkit.gpu import DeviceInfo, device_info
 from trtkit.log import get_logger
 from trtkit.manifest import BuiltEngine, Manifest, read_engine_file
@@ -30,6 +37,7 @@ from trtkit.runtime.memory.allocators import make_gpu_allocator
 from trtkit.runtime.memory.pools import DevicePool, PinnedPool
 from trtkit.runtime.memory.streams import StreamLike, new_stream
 from trtkit.runtime.memory.streams import device as cuda_device
+from trtkit.runtime.plans import check_plan, not_a_plan
 from trtkit.runtime.results import OutputFactory, Outputs
 from trtkit.runtime.tensors import describe_tensors, trt_mode
 
@@ -49,11 +57,15 @@ def _read_source(source: object) -> tuple[bytes, Manifest | None, str]:
         data = bytes(source)
         if not data:
             raise EngineFileError("the engine plan is empty")
+        check_plan(data, "the plan bytes", text=False)
         return data, None, "plan bytes"
     if isinstance(source, str | os.PathLike):
         plan, manifest = read_engine_file(source)
+        if manifest is None:  # a manifest's checksum already vouches for its plan
+            check_plan(plan, repr(str(source)), text=False)
         return plan, manifest, str(Path(source))
-    raise TypeError(f"cannot load an engine from {type(source).__name__}; pass a path, plan bytes or BuiltEngine")
+    raise ConfigError(f"cannot load an engine from {type(source).__name__}; pass a path (str or Path), plan bytes "
+                      "or a BuiltEngine")
 
 
 def _deserialize(backend: Backend, runtime: Runtime, plan: bytes, source: str) -> CudaEngine:
@@ -91,6 +103,9 @@ def _deserialize(backend: Backend, runtime: Runtime, plan: bytes, source: str) -
             raise EngineIncompatibleError(
                 f"{backend.label} refused {source}: it was built for another TensorRT version or GPU. Rebuild it "
                 "on this machine.", tensorrt_log=cap.lines)
+        what = not_a_plan(plan)
+        if what is not None:
+            raise EngineFileError(f"{source} is not a TensorRT engine plan: it is {what}", tensorrt_log=cap.lines)
         raise EngineFileError(
             f"{backend.label} could not deserialize {source} ({len(plan)} bytes): the file is corrupt, truncated or "
             "not a TensorRT plan. Rebuild the engine.", tensorrt_log=cap.lines)

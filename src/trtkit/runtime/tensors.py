@@ -18,6 +18,7 @@ from trtkit.backend import CudaEngine
 from trtkit.dtypes import DType
 from trtkit.errors import InputError
 from trtkit.profiles import Shape, ShapeRange, format_shape
+from trtkit.text import safe
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,7 +59,7 @@ class TensorSpec:
         return any(d < 0 for d in self.shape)
 
     def describe(self) -> str:
-        return f"{self.name} ({self.dtype.name} [{', '.join(str(d) for d in self.shape)}])"
+        return f"{safe(self.name)} ({self.dtype.name} [{', '.join(str(d) for d in self.shape)}])"
 
     def __repr__(self) -> str:
         return f"TensorSpec({self.mode} {self.name!r}: {self.dtype.name}[{format_shape(self.shape)}])"

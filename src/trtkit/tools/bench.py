@@ -23,7 +23,7 @@ from trtkit.runtime.loading import LoadedEngine
 from trtkit.runtime.memory import streams
 from trtkit.runtime.tensors import select_profile
 
-__all__ = ["BenchResult", "Stats", "benchmark", "summarize"]
+__all__ = ["BenchResult", "Stats", "bench_report", "benchmark", "summarize"]
 
 _RING: Final = 32
 
@@ -124,6 +124,13 @@ class BenchResult:
                          f"{st.p95:.5f} ms, percentile(99%) = {st.p99:.5f} ms")
         lines += [f"* {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+def bench_report(results: BenchResult | Sequence[BenchResult], *, engine: str | None = None) -> dict[str, object]:
+    """The one JSON object ``trtkit bench --json`` prints, shaped like the other commands' ``--json`` (one
+    object, not a list): ``{"kind": "bench", "engine": path, "results": [one per shape set]}``."""
+    items = [results] if isinstance(results, BenchResult) else list(results)
+    return {"kind": "bench", "engine": engine, "results": [r.to_dict() for r in items]}
 
 
 def _default_shapes(engine: LoadedEngine) -> dict[str, tuple[int, ...]]:

@@ -7,17 +7,19 @@ cosine similarity, judged by a :class:`Tolerance`. :func:`trtkit.tools.quantize.
 engine for FP32-vs-converted checks.
 
 The metrics, :class:`~trtkit.tools.metrics.Tolerance` and the per-output verdicts live in
-:mod:`trtkit.tools.metrics` (plain NumPy).
+:mod:`trtkit.tools.metrics` (plain NumPy); input generation and the checks made before anything runs in
+:mod:`trtkit.tools.inputs`; :class:`CompareReport` in :mod:`trtkit.tools.report`.
 
 Exit codes of ``trtkit compare`` (also :attr:`CompareReport.exit_code`): 0 within tolerance, 1 error,
-2 usage error, 3 the engine cannot run on this machine, 4 outputs differ beyond tolerance.
+2 usage error, 3 the engine cannot run on this machine, 4 outputs differ beyond tolerance, 5 nothing meaningful
+was compared (an output's reference is all within ``atol`` of zero; no output failed).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Final, Literal
 
@@ -28,13 +30,21 @@ from trtkit import deps
 from trtkit.backend import Backend, get_backend
 from trtkit.builder import BuildConfig, build_engine
 from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
-from trtkit.dtypes import lookup, random_array
-from trtkit.errors import ConfigError, DependencyError, EngineIncompatibleError, InputError, ModelError, ShapeError
+from trtkit.dtypes import lookup
+from trtkit.errors import ConfigError, DependencyError, EngineIncompatibleError, InputError, ModelError
 from trtkit.log import get_logger
 from trtkit.manifest import BuiltEngine, Manifest, read_engine_file
-from trtkit.profiles import format_shape, parse_shape_spec
 from trtkit.runtime.compat import run_blocker
 from trtkit.runtime.loading import load_engine
+from trtkit.tools.inputs import (
+    ValRange,
+    check_engine_shapes,
+    check_input_bytes,
+    generate_inputs,
+    load_inputs,
+    resolve_input_shapes,
+    shapes_arg,
+)
 from trtkit.tools.metrics import (
     DEFAULT_TOLERANCES,
     Array,
@@ -47,18 +57,29 @@ from trtkit.tools.metrics import (
     mean_abs_error,
     mismatch_count,
 )
+from trtkit.tools.report import (
+    EXIT_CANNOT_RUN,
+    EXIT_ERROR,
+    EXIT_MISMATCH,
+    EXIT_NOT_CHECKED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CompareReport,
+)
 
 __all__ = [
     "DEFAULT_TOLERANCES",
     "EXIT_CANNOT_RUN",
     "EXIT_ERROR",
     "EXIT_MISMATCH",
+    "EXIT_NOT_CHECKED",
     "EXIT_OK",
     "EXIT_USAGE",
     "CompareReport",
     "CpuOutputs",
     "OutputComparison",
     "Tolerance",
+    "ValRange",
     "compare",
     "compare_outputs",
     "cosine_similarity",
@@ -71,12 +92,6 @@ __all__ = [
     "run_onnxruntime",
 ]
 
-EXIT_OK: Final = 0
-EXIT_ERROR: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_CANNOT_RUN: Final = 3
-EXIT_MISMATCH: Final = 4
-
 _log = get_logger("compare")
 
 ComparePrecision = Literal["fp32", "tf32", "fp16", "bf16", "int8", "fp8"]
@@ -87,149 +102,7 @@ _ORT_INSTALL: Final = "pip install onnxruntime"
 
 # ---- report ------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class CompareReport:
-    """The result of :func:`compare` and :func:`trtkit.tools.quantize.check_conversion`.
-
-    ``status`` is ``"pass"`` (every output within tolerance), ``"mismatch"`` or ``"not_run"`` (the engine cannot
-    run on this machine; :attr:`reason` says why and :attr:`outputs` is empty).
-    """
-
-    reference: str
-    candidate: str
-    precision: str
-    tolerance: Tolerance
-    inputs: Mapping[str, tuple[tuple[int, ...], str]]
-    """Input name -> (shape, dtype) of what was fed."""
-    outputs: tuple[OutputComparison, ...] = ()
-    reason: str | None = None
-    seed: int | None = None
-    extra: Mapping[str, object] = field(default_factory=dict)
-    """``evaluator``: what ran an ONNX candidate (``"onnxruntime"`` or ``"onnx-reference"``)."""
-
-    @property
-    def ran(self) -> bool:
-        return self.reason is None
-
-    @property
-    def passed(self) -> bool:
-        return self.ran and all(o.passed for o in self.outputs)
-
-    @property
-    def status(self) -> Literal["pass", "mismatch", "not_run"]:
-        if not self.ran:
-            return "not_run"
-        return "pass" if self.passed else "mismatch"
-
-    @property
-    def exit_code(self) -> int:
-        """0 pass, 3 not run here, 4 mismatch (see the module docstring)."""
-        return {"pass": EXIT_OK, "not_run": EXIT_CANNOT_RUN, "mismatch": EXIT_MISMATCH}[self.status]
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "status": self.status, "exit_code": self.exit_code, "reason": self.reason,
-            "reference": self.reference, "candidate": self.candidate, "precision": self.precision,
-            "tolerance": self.tolerance.to_dict(), "seed": self.seed,
-            "inputs": {n: {"shape": list(s), "dtype": d} for n, (s, d) in self.inputs.items()},
-            "outputs": [o.to_dict() for o in self.outputs], **dict(self.extra),
-        }
-
-    def format(self) -> str:
-        """A human-readable table."""
-        lines = [f"reference: {self.reference}", f"candidate: {self.candidate}"]
-        feeds = ", ".join(f"{n} {d}[{format_shape(s)}]" for n, (s, d) in self.inputs.items())
-        src = f" (generated, seed {self.seed})" if self.seed is not None else ""
-        lines.append(f"inputs:    {feeds}{src}")
-        lines.append(f"tolerance: {self.precision}: {self.tolerance.describe()}")
-        if not self.ran:
-            lines.append(f"NOT RUN: the engine cannot run on this machine: {self.reason}")
-            lines.append("(`trtkit doctor` shows what this machine has; the ONNX Runtime reference did run.)")
-            return "\n".join(lines)
-        lines.append(f"  {'output':<20} {'shape':<16} {'max abs':>10} {'max rel':>10} {'mean abs':>10} "
-                     f"{'mismatch':>16} {'cosine':>10}")
-        for o in self.outputs:
-            if o.problem is not None:
-                lines.append(f"  {o.name:<20} FAIL: {o.problem}")
-                continue
-            mism = f"{o.mismatches}/{o.size}" if self.tolerance.elementwise else "-"
-            lines.append(
-                f"  {o.name:<20} {format_shape(o.shape):<16} {o.max_abs:>10.3g} {o.max_rel:>10.3g} "
-                f"{o.mean_abs:>10.3g} {mism:>16} {o.cosine:>10.6f}" + ("" if o.passed else
-                                                                         "  FAIL: " + "; ".join(o.failures))
-            )
-        failed = sum(not o.passed for o in self.outputs)
-        lines.append("PASS: every output is within tolerance" if self.passed
-                     else f"FAIL: {failed} of {len(self.outputs)} output(s) differ beyond tolerance")
-        return "\n".join(lines)
-
-
 # ---- inputs ------------------------------------------------------------------------------------------------
-
-
-def load_inputs(path: str | os.PathLike[str]) -> dict[str, Array]:
-    """Read inputs from an ``.npz`` file (one array per input name)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"inputs file {str(p)!r} does not exist")
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            return {name: np.asarray(data[name]) for name in data.files}
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read inputs from {str(p)!r}: {exc}; expected an .npz written by "
-                         "numpy.savez with one array per input name") from exc
-
-
-def _shapes_arg(shapes: str | Mapping[str, Sequence[int]] | None) -> dict[str, tuple[int, ...]]:
-    if shapes is None:
-        return {}
-    if isinstance(shapes, str):
-        return parse_shape_spec(shapes)
-    return {name: tuple(int(d) for d in dims) for name, dims in shapes.items()}
-
-
-def generate_inputs(
-    model: ModelSource | OnnxModel,
-    *,
-    shapes: str | Mapping[str, Sequence[int]] | None = None,
-    seed: int = 0,
-) -> dict[str, Array]:
-    """Random inputs for ``model``'s inputs, reproducible from ``seed``.
-
-    Floats are standard normal, integers uniform in ``[0, 8)``, bools fair coin flips. Dynamic dims take their
-    size from ``shapes`` (trtexec syntax ``"x:1x3x224x224"`` or a mapping); static inputs need no entry.
-
-    Raises:
-        ShapeError: a dynamic input has no shape, or a given shape contradicts the model.
-    """
-    m = load_onnx(model)
-    given = _shapes_arg(shapes)
-    infos = m.inputs()
-    unknown = sorted(set(given) - {i.name for i in infos})
-    if unknown:
-        raise ShapeError(f"shapes name input(s) {', '.join(map(repr, unknown))} that the model does not have; "
-                         f"its inputs are {', '.join(i.describe() for i in infos)}")
-    rng = np.random.default_rng(seed)
-    out: dict[str, Array] = {}
-    for info in infos:
-        if info.name in given:
-            shape = given[info.name]
-            if len(shape) != len(info.shape) or any(d >= 0 and d != s for d, s in zip(info.shape, shape,
-                                                                                        strict=False)):
-                raise ShapeError(f"shape {format_shape(shape)} for input {info.describe()} does not fit the model")
-        elif info.dynamic_axes:
-            spec = "x".join(
-                (f"<{info.dim_names[i] or 'n'}>" if i < len(info.dim_names) else "<n>") if d < 0 else str(d)
-                for i, d in enumerate(info.shape)
-            )
-            raise ShapeError(
-                f"input {info.describe()} has dynamic dims; give its shape, e.g. --shapes {info.name}:{spec} "
-                "(Python: shapes={...}), or pass inputs from an .npz file"
-            )
-        else:
-            shape = info.shape
-        out[info.name] = random_array(lookup(info.dtype), tuple(shape), rng)
-    return out
 
 
 def _check_inputs(model: OnnxModel, feeds: Mapping[str, Array]) -> None:
@@ -366,6 +239,35 @@ def _run_engine(source: Path | BuiltEngine, feeds: Mapping[str, Array], backend:
         return {name: np.array(value, copy=True) for name, value in outputs.items()}
 
 
+def _model_check(ref_model: OnnxModel, manifest: Manifest | None, engine_path: Path,
+                 allow_other_model: bool) -> tuple[str, tuple[str, ...]]:
+    """Whether the engine's manifest says it was built from ``ref_model``: ``"match"``, ``"unknown"`` (no
+    manifest or no recorded hash) or ``"different"`` (only with ``allow_other_model``; else ModelError)."""
+    recorded = manifest.onnx.get("sha256") if manifest is not None else None
+    if not recorded:
+        return "unknown", ()
+    if recorded == ref_model.sha256:
+        return "match", ()
+    model = ref_model.path or ref_model.name
+    text = (f"engine {str(engine_path)!r} was built from another model: its manifest records ONNX sha256 "
+            f"{recorded} ({manifest.onnx.get('name', '?') if manifest else '?'}), and {str(model)!r} has sha256 "
+            f"{ref_model.sha256}")
+    if not allow_other_model:
+        raise ModelError(text + "; rebuild the engine from this model (trtkit build MODEL), or pass "
+                         "--allow-other-model (Python: allow_other_model=True) to compare anyway, e.g. an engine "
+                         "built from a quantized or converted copy of MODEL")
+    return "different", (text + " (compared anyway: allow_other_model)",)
+
+
+def _feed_shapes(ref_model: OnnxModel, manifest: Manifest | None,
+                 shapes: str | Mapping[str, Sequence[int]] | None) -> dict[str, tuple[int, ...]]:
+    """The shapes to generate: ``shapes``, and the manifest's opt shapes for dynamic inputs it leaves out."""
+    given = shapes_arg(shapes)
+    dynamic = {i.name for i in ref_model.inputs() if i.dynamic_axes}
+    opt = {n: s for n, s in _engine_shapes(manifest).items() if n in dynamic and n not in given}
+    return resolve_input_shapes(ref_model, {**opt, **given})
+
+
 def compare(
     model: ModelSource | OnnxModel,
     engine: str | os.PathLike[str] | ModelSource | OnnxModel | None = None,
@@ -373,12 +275,14 @@ def compare(
     inputs: Mapping[str, npt.ArrayLike] | str | os.PathLike[str] | None = None,
     shapes: str | Mapping[str, Sequence[int]] | None = None,
     seed: int = 0,
+    val_range: ValRange | None = None,
     precision: ComparePrecision | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     tolerance: Tolerance | None = None,
     backend: str | Backend | None = None,
     evaluator: Evaluator = "onnxruntime",
+    allow_other_model: bool = False,
 ) -> CompareReport:
     """Compare a TensorRT engine, or a second ONNX model, with ONNX Runtime running ``model`` on the CPU.
 
@@ -391,6 +295,10 @@ def compare(
             (see :func:`generate_inputs`) with ``seed``.
         shapes: shapes for dynamic dims when generating inputs (trtexec syntax or a mapping). Default: the
             opt shapes of the engine manifest's first profile.
+        seed: seed for generated inputs.
+        val_range: ``(lo, hi)`` for generated inputs (or input name -> ``(lo, hi)``): floats uniform in
+            ``[lo, hi)``, integers uniform over the integers in ``[lo, hi]``. Default: floats standard normal,
+            integers in ``[0, 8)``.
         precision: selects the default tolerance (:data:`DEFAULT_TOLERANCES`) and labels the report. None: from
             the engine's manifest (``int8``/``fp8`` for a Q/DQ model, ``tf32`` for an FP32 build with TF32
             allowed), ``tf32`` when building, else ``fp32``.
@@ -401,28 +309,48 @@ def compare(
         evaluator: what runs an ONNX candidate (see :func:`run_onnxruntime`). The reference runs on ONNX
             Runtime, or with ``"auto"``/``"reference"`` falls back to ONNX's reference evaluator where ONNX
             Runtime is missing or cannot run it.
+        allow_other_model: compare an engine whose manifest records another ONNX model than ``model`` (e.g.
+            one built from a quantized copy); the report notes it. Default: such an engine is refused.
+
+    Before anything runs, the engine's manifest is checked to name ``model`` (its ONNX sha256) and the input
+    shapes to lie inside the engine's profiles; generated inputs are checked to fit in memory before they are
+    allocated.
 
     Returns:
         A :class:`CompareReport`; ``report.status`` is ``"not_run"`` with a reason when the engine cannot
-        run here (no GPU, unsupported GPU, backend not installed).
+        run here (no GPU, unsupported GPU, backend not installed), ``"not_checked"`` when an output's reference
+        is all within ``atol`` of zero (nothing meaningful compared).
 
     Raises:
         DependencyError: onnxruntime is not installed (with ``evaluator="onnxruntime"``).
-        ModelError, InputError, ShapeError, ConfigError: the model, inputs, precision or tolerance are wrong.
+        ModelError: the model cannot be read, or the engine was built from another model (without
+            ``allow_other_model``).
+        InputError, ShapeError, ConfigError: the inputs, shapes, value range, precision or tolerance are wrong.
         TrtkitError: building, loading or running the engine failed.
     """
+    for flag, value in (("allow_other_model", allow_other_model),):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{flag} must be True or False, got {value!r}")
+    if evaluator not in ("auto", "onnxruntime", "reference"):
+        raise ConfigError(f"evaluator must be 'auto', 'onnxruntime' or 'reference', got {evaluator!r}")
     ref_model = load_onnx(model)
     manifest: Manifest | None = None
     engine_path: Path | None = None
     onnx_candidate: OnnxModel | None = None
+    notes: tuple[str, ...] = ()
+    extra: dict[str, object] = {}
     if engine is not None and _is_onnx(engine):
         onnx_candidate = load_onnx(engine)
         candidate_name = str(onnx_candidate.path or onnx_candidate.name)
         candidate_label = ""  # set once it ran: it names the evaluator
     elif engine is not None:
-        engine_path = Path(engine)  # type: ignore[arg-type]
+        if not isinstance(engine, str | os.PathLike):
+            raise ConfigError(f"engine must be a path to an engine file or an ONNX model, got "
+                              f"{type(engine).__name__}")
+        engine_path = Path(engine)
         _, manifest = read_engine_file(engine_path)
         candidate_label = f"engine {engine_path}"
+        extra["model_check"], notes = _model_check(ref_model, manifest, engine_path, allow_other_model)
     else:
         candidate_label = f"an engine built here from {ref_model.path or ref_model.name}"
 
@@ -433,33 +361,51 @@ def compare(
             raise ConfigError(f"precision {chosen!r} is not one of {', '.join(DEFAULT_TOLERANCES)}; or pass "
                              "tolerance=Tolerance(...)")
         tolerance = DEFAULT_TOLERANCES[chosen]
+    elif not isinstance(tolerance, Tolerance):
+        raise ConfigError(f"tolerance must be a Tolerance(rtol, atol, min_cosine, max_mismatch), got "
+                          f"{type(tolerance).__name__}")
     if rtol is not None or atol is not None:
+        for label, given in (("rtol", rtol), ("atol", atol)):
+            if given is not None and (isinstance(given, bool) or not isinstance(given, int | float)):
+                raise ConfigError(f"{label} must be a number >= 0, got {given!r}")
         r = rtol if rtol is not None else (tolerance.rtol or 0.0)
         a = atol if atol is not None else (tolerance.atol or 0.0)
         tolerance = replace(tolerance, rtol=float(r), atol=float(a))
 
     generated_seed: int | None = None
+    source = f"engine {str(engine_path)!r}"
     if inputs is None:
-        given_shapes = _shapes_arg(shapes)
-        if not given_shapes:
-            opt = _engine_shapes(manifest)
-            dynamic = {i.name for i in ref_model.inputs() if i.dynamic_axes}
-            given_shapes = {n: s for n, s in opt.items() if n in dynamic}
-        feeds = generate_inputs(ref_model, shapes=given_shapes, seed=seed)
+        wanted = _feed_shapes(ref_model, manifest, shapes)
+        if manifest is not None:
+            check_engine_shapes(manifest, wanted, source)
+        check_input_bytes(ref_model, wanted)
+        feeds = generate_inputs(ref_model, shapes=wanted, seed=seed, val_range=val_range)
         generated_seed = seed
-    elif isinstance(inputs, str | os.PathLike):
-        feeds = load_inputs(inputs)
+        if val_range is not None:
+            extra["val_range"] = val_range if not isinstance(val_range, Mapping) else dict(val_range)
     else:
-        feeds = {k: np.asarray(v) for k, v in inputs.items()}
+        if isinstance(inputs, str | os.PathLike):
+            feeds = load_inputs(inputs)
+        elif isinstance(inputs, Mapping):
+            feeds = {str(k): np.asarray(v) for k, v in inputs.items()}
+        else:
+            raise ConfigError(f"inputs must be a mapping of input name -> array or an .npz path, got "
+                              f"{type(inputs).__name__}")
+        empty = [n for n, v in feeds.items() if v.size == 0]
+        if empty:
+            raise InputError(f"input(s) {', '.join(map(repr, empty))} hold no elements (a 0-size dim): nothing "
+                             "would be compared; give inputs with every dim >= 1")
+        if manifest is not None:
+            check_engine_shapes(manifest, {n: v.shape for n, v in feeds.items()}, source)
     _check_inputs(ref_model, feeds)
     feed_info = {n: (tuple(v.shape), v.dtype.name) for n, v in feeds.items()}
 
     expected = run_onnxruntime(ref_model, feeds, evaluator="onnxruntime" if evaluator == "onnxruntime" else "auto")
     reference_label = f"{_EVALUATOR_LABELS[expected.evaluator]} running {ref_model.path or ref_model.name}"
 
-    def report(outputs: Sequence[OutputComparison] = (), reason: str | None = None, **extra: object) -> CompareReport:
+    def report(outputs: Sequence[OutputComparison] = (), reason: str | None = None, **more: object) -> CompareReport:
         return CompareReport(reference_label, candidate_label, chosen, tolerance, feed_info, tuple(outputs),
-                             reason, generated_seed, extra)
+                             reason, generated_seed, {**extra, **more}, notes)
 
     if onnx_candidate is not None:
         _check_inputs(onnx_candidate, feeds)
@@ -473,17 +419,17 @@ def compare(
     blocker = run_blocker(be)
     if blocker is not None:
         return report(reason=blocker)
-    source: Path | BuiltEngine
+    built: Path | BuiltEngine
     if engine_path is not None:
-        source = engine_path
+        built = engine_path
     else:
         build_precision = chosen if chosen in ("fp16", "bf16") else "fp32"  # a Q/DQ model builds as it is
         config = BuildConfig(precision=build_precision, tf32=chosen != "fp32")  # type: ignore[arg-type]
         dynamic = {i.name for i in ref_model.inputs() if i.dynamic_axes}
         build_shapes = {n: tuple(v.shape) for n, v in feeds.items() if n in dynamic} or None
-        source = build_engine(ref_model, shapes=build_shapes, config=config, backend=be, progress=False)
+        built = build_engine(ref_model, shapes=build_shapes, config=config, backend=be, progress=False)
     try:
-        engine_outputs = _run_engine(source, feeds, be)
+        engine_outputs = _run_engine(built, feeds, be)
     except EngineIncompatibleError as exc:
         return report(reason=exc.message)
     return report(compare_outputs(engine_outputs, expected, tolerance=tolerance))

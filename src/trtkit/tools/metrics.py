@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -43,7 +43,9 @@ class Tolerance:
     It passes when it has the reference's shape, holds no NaN or infinity where the reference holds another
     value, at most ``max_mismatch`` (a fraction) of its elements break ``|got - ref| <= atol + rtol * |ref|``
     (``numpy.isclose``; skipped when ``rtol`` and ``atol`` are None), and its cosine similarity to the
-    reference is at least ``min_cosine`` (not checked when the reference is all within ``atol`` of zero).
+    reference is at least ``min_cosine``. When the reference is all within ``atol`` of zero the cosine means
+    nothing and the output is "not checked" rather than passed (an ``atol`` of 0 checks an all-zero reference
+    exactly).
 
     Raises:
         ConfigError: only one of ``rtol``/``atol`` is None, or a value is out of range.
@@ -198,7 +200,8 @@ class OutputComparison:
     nonfinite: int = 0
     """Candidate elements that are NaN or infinite where the reference holds another value."""
     cosine_checked: bool = True
-    """False when the reference is all within ``atol`` of zero, where the cosine means nothing."""
+    """False when the reference is all within ``atol`` of zero (or has no finite element), where the cosine
+    means nothing; the output is then :attr:`status` ``"not_checked"`` unless it fails otherwise."""
     problem: str | None = None
     """Why the output could not be compared element by element (missing, shape differs), else None."""
 
@@ -218,15 +221,31 @@ class OutputComparison:
         return tuple(found)
 
     @property
+    def checked(self) -> bool:
+        """Whether the comparison meant something: False when the reference holds no finite value farther than
+        ``atol`` from zero (a candidate near zero matches it whatever it computes)."""
+        return self.problem is not None or self.cosine_checked
+
+    @property
+    def status(self) -> Literal["pass", "fail", "not_checked"]:
+        """``"fail"`` when :attr:`failures` is not empty, else ``"not_checked"`` when nothing meaningful was
+        compared (see :attr:`checked`), else ``"pass"``."""
+        if self.failures:
+            return "fail"
+        return "pass" if self.checked else "not_checked"
+
+    @property
     def passed(self) -> bool:
-        return not self.failures
+        """True only for ``status == "pass"``: an output that was not really checked has not passed."""
+        return self.status == "pass"
 
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name, "shape": list(self.shape), "dtype": self.dtype, "size": self.size,
             "max_abs": self.max_abs, "max_rel": self.max_rel, "mean_abs": self.mean_abs,
             "mismatches": self.mismatches, "cosine": self.cosine, "nonfinite": self.nonfinite,
-            "cosine_checked": self.cosine_checked, "tolerance": self.tolerance.to_dict(), "passed": self.passed,
+            "cosine_checked": self.cosine_checked, "tolerance": self.tolerance.to_dict(), "status": self.status,
+            "passed": self.passed,
             "failures": list(self.failures), "problem": self.problem,
         }
 
@@ -239,11 +258,14 @@ def _compare_one(name: str, got: Array, ref: Array, tolerance: Tolerance) -> Out
     if tolerance.rtol is not None and tolerance.atol is not None:
         mismatches = mismatch_count(a, e, rtol=tolerance.rtol, atol=tolerance.atol)
     finite_ref = np.abs(e[np.isfinite(e)])
+    # The cosine means something when the reference leaves the atol band around zero; with atol 0 an all-zero
+    # reference is checked exactly (cosine 1 only when the candidate is all zero too).
+    checked = finite_ref.size > 0 and (float(finite_ref.max()) > (tolerance.atol or 0.0) or tolerance.atol == 0)
     return OutputComparison(
         name=name, shape=ref.shape, dtype=got.dtype.name, size=ref.size,
         max_abs=max_abs_error(a, e), max_rel=max_rel_error(a, e), mean_abs=mean_abs_error(a, e),
         mismatches=mismatches, cosine=cosine_similarity(a[both], e[both]), tolerance=tolerance,
-        nonfinite=nonfinite, cosine_checked=float(finite_ref.max(initial=0.0)) > (tolerance.atol or 0.0),
+        nonfinite=nonfinite, cosine_checked=checked,
     )
 
 

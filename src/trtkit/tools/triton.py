@@ -38,8 +38,11 @@ __all__ = [
 PLAN_FILENAME: Final = "model.plan"
 CONFIG_FILENAME: Final = "config.pbtxt"
 
-_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")  # matched against the whole name (fullmatch)
 _MAX_NAME: Final = 255
+_INT32_MAX: Final = 2**31 - 1
+_INT64_MAX: Final = 2**63 - 1
+_UINT64_MAX: Final = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -71,21 +74,34 @@ class TritonExport:
 # ---- checks -----------------------------------------------------------------------------------------------
 
 
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > _MAX_NAME:
+def _check_name(name: str, derived_from: str | None = None) -> None:
+    if not isinstance(name, str) or len(name) > _MAX_NAME or not _NAME_RE.fullmatch(name):
+        shown = repr(name) if isinstance(name, str) and len(name) <= 80 else (
+            f"{name[:60]!r}... ({len(name)} characters)" if isinstance(name, str) else type(name).__name__)
+        origin = f" (taken from {derived_from}; pass --name / name= to choose one)" if derived_from else ""
         raise TritonExportError(
-            f"{name!r} is not a valid Triton model name: it is a directory in the model repository and part of "
-            "the URL clients call (/v2/models/NAME/infer). Use letters, digits, '_', '-' and '.', starting "
-            f"with a letter, digit or '_', at most {_MAX_NAME} characters (e.g. 'resnet50' or 'resnet50_fp16')"
+            f"{shown}{origin} is not a valid Triton model name: it is a directory in the model repository and "
+            "part of the URL clients call (/v2/models/NAME/infer). Use letters, digits, '_', '-' and '.', "
+            f"starting with a letter, digit or '_', at most {_MAX_NAME} characters (e.g. 'resnet50' or "
+            "'resnet50_fp16')"
         )
 
 
 def _check_version(version: int) -> None:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= _INT64_MAX:
+        shown = repr(version) if not isinstance(version, int) or abs(version) < 10**30 else \
+            f"an integer of {len(str(abs(version)))} digits"
         raise ConfigError(
-            f"model version must be an integer >= 1, got {version!r}: Triton ignores version directories that "
-            "are not numbers or that start with '0'"
+            f"model version must be an integer from 1 to 2^63-1 ({_INT64_MAX}), got {shown}: Triton keeps "
+            "versions as int64 and ignores version directories that are not numbers or that start with '0'"
         )
+
+
+def _check_int(label: str, value: object, lo: int, hi: int) -> None:
+    """ConfigError unless ``value`` is an int (not a bool) in ``lo..hi`` (Triton's field width)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{label} must be an integer >= {lo}" + (f" and <= {hi}" if hi < _UINT64_MAX else
+                                                                   " and < 2^64") + f", got {value!r}")
 
 
 def _check_rtx(manifest: Manifest, allow_rtx: bool, source: str) -> str | None:
@@ -221,12 +237,22 @@ def triton_config(
             batcher options with ``dynamic_batching=False``.
     """
     _check_name(name)
-    if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
-        raise ConfigError(f"instances must be an integer >= 1, got {instances!r}")
+    _check_int("instances", instances, 1, _INT32_MAX)
+    if gpus is not None and (isinstance(gpus, str | bytes) or not isinstance(gpus, Sequence)):
+        raise ConfigError(f"gpus must be a list of distinct GPU indices >= 0 such as [0, 1], got {gpus!r}")
     gpu_list = list(gpus) if gpus is not None else []
-    if any(isinstance(g, bool) or not isinstance(g, int) or g < 0 for g in gpu_list) or \
+    if any(isinstance(g, bool) or not isinstance(g, int) or not 0 <= g <= _INT32_MAX for g in gpu_list) or \
             len(set(gpu_list)) != len(gpu_list):
         raise ConfigError(f"gpus must be distinct GPU indices >= 0, got {gpu_list!r}")
+    for label, flag in (("dynamic_batching", dynamic_batching),):
+        if flag is not None and not isinstance(flag, bool):
+            raise ConfigError(f"{label} must be True, False or None, got {flag!r}")
+    if max_queue_delay_us is not None:
+        _check_int("max_queue_delay_us", max_queue_delay_us, 0, _UINT64_MAX)
+    if preferred_batch_sizes is not None and (isinstance(preferred_batch_sizes, str | bytes)
+                                              or not isinstance(preferred_batch_sizes, Sequence)):
+        raise ConfigError(f"preferred_batch_sizes must be a list of integers such as [4, 8], got "
+                          f"{preferred_batch_sizes!r}")
     notes: list[str] = []
 
     blocker = _batching_blocker(manifest)
@@ -272,16 +298,14 @@ def triton_config(
     if preferred_batch_sizes is None:
         preferred = _profile_opt_batches(manifest, mbs) if use_dynamic else ()
     else:
+        if any(isinstance(b, bool) or not isinstance(b, int) for b in preferred_batch_sizes):
+            raise ConfigError(f"preferred_batch_sizes must be integers, got {list(preferred_batch_sizes)!r}")
         preferred = tuple(sorted(set(preferred_batch_sizes)))
-        bad = [b for b in preferred if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= mbs]
+        bad = [b for b in preferred if not 1 <= b <= mbs]
         if bad:
             raise TritonExportError(
                 f"preferred batch sizes {bad} are outside 1..max_batch_size ({mbs}); Triton rejects them"
             )
-    if max_queue_delay_us is not None and (
-        isinstance(max_queue_delay_us, bool) or not isinstance(max_queue_delay_us, int) or max_queue_delay_us < 0
-    ):
-        raise ConfigError(f"max_queue_delay_us must be an integer >= 0, got {max_queue_delay_us!r}")
 
     lines = [
         f"# Generated by trtkit {__version__} from {manifest.backend} {manifest.backend_version} engine "
@@ -354,7 +378,7 @@ def export_triton(
     engine: str | os.PathLike[str],
     repository: str | os.PathLike[str],
     *,
-    name: str,
+    name: str | None = None,
     version: int = 1,
     max_batch_size: int | None = None,
     dynamic_batching: bool | None = None,
@@ -365,7 +389,8 @@ def export_triton(
     force: bool = False,
     allow_rtx: bool = False,
 ) -> TritonExport:
-    """Write ``engine`` into the Triton model repository ``repository`` as model ``name``.
+    """Write ``engine`` into the Triton model repository ``repository`` as model ``name`` (default: the engine
+    file's stem, ``resnet50`` for ``resnet50.engine``).
 
     Steps, in order: check the name and version; read the plan and its manifest (checking that they match);
     refuse TensorRT-RTX plans unless ``allow_rtx``; generate the config (see :func:`triton_config` for the
@@ -375,14 +400,25 @@ def export_triton(
 
     Raises:
         TritonExportError: invalid name or option Triton would reject; the version exists and ``force`` is False.
-        ConfigError: ``version`` is not an integer >= 1, or an option is out of range (see :func:`triton_config`).
+        ConfigError: ``version`` is not an integer in 1..2^63-1, or an option has the wrong type or is out of
+            range (see :func:`triton_config`).
         EngineFileError: the engine is missing, corrupt, or has no trtkit manifest (a bare plan's tensors can
             only be read by loading it on a GPU).
         EngineIncompatibleError: a TensorRT-RTX plan without ``allow_rtx``.
     """
+    if not isinstance(engine, str | os.PathLike):
+        raise ConfigError(f"engine must be the path of an engine file, got {type(engine).__name__}")
+    if not isinstance(repository, str | os.PathLike):
+        raise ConfigError(f"repository must be a directory path, got {type(repository).__name__}")
+    engine_path = Path(engine)
+    if name is None:
+        name = engine_path.stem
+        _check_name(name, derived_from=f"the engine file name {engine_path.name!r}")
     _check_name(name)
     _check_version(version)
-    engine_path = Path(engine)
+    for label, flag in (("force", force), ("allow_rtx", allow_rtx)):
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{label} must be True or False, got {flag!r}")
     if engine_path.is_file() and not manifest_path(engine_path).is_file():
         raise EngineFileError(
             f"{str(engine_path)!r} has no trtkit manifest ({manifest_path(engine_path).name}) beside it, so its "
