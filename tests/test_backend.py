@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 import types
 
 import pytest
@@ -55,3 +57,36 @@ def test_tensorrt_log_reaches_logging_and_captures(rtx: Backend, caplog: pytest.
         logger.log(severity.INFO, "chatter")
     assert ("trtkit.tensorrt", logging.ERROR, "boom from tensorrt") in caplog.record_tuples
     assert cap.lines == ["[ERROR] boom from tensorrt"]
+
+
+def _pip_targets(hint: str) -> list[str]:
+    """The package arguments of every ``pip install`` in ``hint``, quotes removed as a shell would."""
+    targets: list[str] = []
+    for part in hint.split("pip install ")[1:]:
+        words = shlex.split(part.split(")")[0].split("  ")[0].split(";")[0])
+        targets.extend(w for w in words if not w.startswith("-"))
+    return targets
+
+
+def test_install_hints_name_packages_pip_can_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """trtkit is not on PyPI, so ``pip install 'trtkit[tensorrt]'`` fails: every hint names the package itself
+    (a hint may add the extra for a trtkit clone, ``pip install '.[rtx]'``)."""
+    from trtkit.backend import install_hint
+    from trtkit.builder.precision import INSTALL_FP16, INSTALL_MODELOPT
+    from trtkit.errors import DependencyError
+    from trtkit.tools import torch_export
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch fails
+    with pytest.raises(DependencyError) as info:
+        torch_export._torch()
+    hints = {
+        "tensorrt": (install_hint("tensorrt"), "tensorrt>=10.1"),
+        "tensorrt_rtx": (install_hint("tensorrt_rtx"), "tensorrt-rtx-cu12"),
+        "fp16": (INSTALL_FP16, "onnxconverter-common"),
+        "modelopt": (INSTALL_MODELOPT, "nvidia-modelopt[onnx]"),
+        "torch": (str(info.value), "torch"),
+    }
+    for what, (hint, package) in hints.items():
+        targets = _pip_targets(hint)
+        assert targets and targets[0] == package, (what, hint)
+        assert not any(t.startswith("trtkit") for t in targets), (what, hint)

@@ -127,6 +127,30 @@ def test_save_without_manifest_drops_a_stale_one(rtx: Backend, built: BuiltEngin
     assert plan == b"bare plan bytes" and manifest is None
 
 
+def test_save_interrupted_after_the_plan_never_pairs_it_with_the_old_manifest(
+        rtx: Backend, built: BuiltEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill right after the new bare plan reaches the disk: what is there reads back as that plan, with no
+    manifest that describes the old one."""
+    import trtkit.engine
+    import trtkit.manifest
+
+    target = tmp_path / "out.engine"
+    built.save(target)
+    real = trtkit.manifest.atomic_write
+
+    def write_then_die(path: Path, data: bytes, **kw: Any) -> None:
+        real(path, data, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trtkit.manifest, "atomic_write", write_then_die)
+    monkeypatch.setattr(trtkit.engine, "atomic_write", write_then_die, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        Engine(FakeLoaded(rtx, plan=b"bare plan bytes")).save(target)  # type: ignore[arg-type]
+    monkeypatch.undo()
+    plan, manifest = read_engine_file(target)
+    assert plan == b"bare plan bytes" and manifest is None
+
+
 # ---- from_onnx: a cached engine that no longer fits ------------------------------------------------------------
 
 
@@ -235,11 +259,12 @@ def test_unknown_policy_is_rejected(rtx: Backend, model: Path) -> None:
         Engine.from_onnx(model, shapes=SHAPES, backend=rtx, on_incompatible="ignore")  # type: ignore[arg-type]
 
 
-def test_from_torch_without_pytorch_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_torch_without_pytorch_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     from trtkit.errors import DependencyError
 
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
-    with pytest.raises(DependencyError, match=r"pip install 'trtkit\[torch\]'"):
+    with pytest.raises(DependencyError, match=r"pip install torch") as info:
         Engine.from_torch(object(), (), cache=False)
+    assert "trtkit[" not in str(info.value)  # trtkit is not on PyPI: an extra cannot be installed by name

@@ -30,3 +30,16 @@ def test_a_bad_argument_value_is_a_config_error(case: str) -> None:
         call()
     assert isinstance(info.value, TrtkitError) and isinstance(info.value, ValueError)
     assert accepted in str(info.value)  # says what would have been accepted
+
+
+
+def test_lock_timeout_is_public_a_trtkit_error_and_a_timeout() -> None:
+    """``except trtkit.LockTimeoutError``, ``except TrtkitError`` and ``except TimeoutError`` all catch it (the
+    raising itself is tested in test_files.py)."""
+    import trtkit
+    import trtkit.errors
+    import trtkit.files
+
+    assert trtkit.LockTimeoutError is trtkit.errors.LockTimeoutError is trtkit.files.LockTimeoutError
+    assert issubclass(trtkit.LockTimeoutError, TrtkitError) and issubclass(trtkit.LockTimeoutError, TimeoutError)
+    assert "LockTimeoutError" in (trtkit.errors.__doc__ or ""), "listed in the error tree users read"

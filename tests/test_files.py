@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from test_manifest import fake_engine
 
-from trtkit.errors import EngineFileError, TrtkitError
-from trtkit.files import HolderLock, LockTimeoutError, atomic_write
+from trtkit.errors import EngineFileError, LockTimeoutError, TrtkitError
+from trtkit.files import HolderLock, atomic_write
 from trtkit.manifest import manifest_path, write_engine_file
 
 
@@ -92,7 +92,8 @@ def test_lock_excludes_other_processes(tmp_path: Path) -> None:
     lock_path = tmp_path / "k.lock"
     with HolderLock(lock_path):
         probe = subprocess.run(
-            [sys.executable, "-c", "import sys; from trtkit.files import HolderLock, LockTimeoutError\n"
+            [sys.executable, "-c",
+             "import sys; from trtkit import LockTimeoutError; from trtkit.files import HolderLock\n"
              "try:\n HolderLock(sys.argv[1], timeout=0.3).acquire()\nexcept LockTimeoutError: print('busy')",
              str(lock_path)], capture_output=True, text=True, timeout=60)
         assert probe.stdout.strip() == "busy"

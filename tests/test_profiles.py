@@ -83,7 +83,8 @@ def test_resolve_names_dynamic_dims_and_flag_when_no_shapes() -> None:
     msg = str(info.value)
     assert "x (float32 [N, 3, H, W])" in msg
     assert "0 (N), 2 (H), 3 (W)" in msg
-    assert "--minShapes=x:<N>x3x<H>x<W>" in msg
+    assert "--minShapes=x:1x3x1x1 --optShapes=x:1x3x1x1 --maxShapes=x:1x3x1x1" in msg
+    assert "replace 'x' dims 0 (N), 2 (H), 3 (W)" in msg
 
 
 def test_resolve_rejects_unknown_name_with_suggestion() -> None:

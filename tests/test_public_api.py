@@ -17,8 +17,8 @@ EXPORTS = {
     "trtkit": [
         "BuildCancelledError", "BuildConfig", "BuildError", "BuiltEngine", "ClosedError", "ConfigError",
         "CudaError", "DependencyError", "Engine", "EngineCache", "EngineFileError", "EngineIncompatibleError",
-        "ExecutionError", "InputError", "ModelError", "OnnxParseError", "Profile", "ShapeError", "ShapeRange",
-        "TritonExportError", "TrtkitError", "UnsupportedFeatureError", "__version__", "build_engine",
+        "ExecutionError", "InputError", "LockTimeoutError", "ModelError", "OnnxParseError", "Profile", "ShapeError",
+        "ShapeRange", "TritonExportError", "TrtkitError", "UnsupportedFeatureError", "__version__", "build_engine",
         "load_engine",
     ],
     "trtkit.builder": ["BuildConfig", "BuiltEngine", "build_engine", "parse_size"],
@@ -97,7 +97,7 @@ def test_missing_backend_error_says_what_to_install(monkeypatch: object) -> None
     try:
         mp.setitem(backend._MODULES, "tensorrt", "trtkit_no_such_module")
         mp.setattr(backend, "_backends", {})
-        with pytest.raises(trtkit.DependencyError, match=r"pip install 'trtkit\[tensorrt\]'"):
+        with pytest.raises(trtkit.DependencyError, match=r"pip install 'tensorrt>=10.1'"):
             backend.get_backend("tensorrt")
         with pytest.raises(trtkit.ConfigError, match="unknown backend"):
             backend.get_backend("onnxruntime")

@@ -31,8 +31,8 @@ from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
 from trtkit.builder.precision import PrecisionPlan, plan_precision
 from trtkit.builder.progress import ProgressCallback
 from trtkit.builder.target import build_target
-from trtkit.errors import ConfigError, EngineFileError
-from trtkit.files import HolderLock, LockTimeoutError, os_error_line, sha256_bytes
+from trtkit.errors import ConfigError, EngineFileError, LockTimeoutError
+from trtkit.files import HolderLock, os_error_line, sha256_bytes
 from trtkit.log import get_logger
 from trtkit.manifest import MANIFEST_SUFFIX, BuiltEngine, read_engine_file, write_engine_file
 from trtkit.profiles import Profile, ProfilesLike, normalize_profiles
@@ -99,7 +99,7 @@ class EngineCache:
         directory: where entries live; defaults to :func:`default_cache_dir`.
         max_bytes: size cap in bytes (or ``"4G"``); defaults to ``TRTKIT_CACHE_MAX_BYTES`` or 8 GiB.
         lock_timeout: seconds to wait for another process building the same engine before raising
-            :class:`~trtkit.files.LockTimeoutError` (None: wait for ever); defaults to
+            :class:`~trtkit.errors.LockTimeoutError` (None: wait for ever); defaults to
             ``TRTKIT_CACHE_LOCK_TIMEOUT`` or one hour.
 
     Methods: :meth:`get_or_build` (the usual entry point), :meth:`get`, :meth:`put`, :meth:`remove`,

@@ -22,10 +22,9 @@ from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
 from trtkit.builder.progress import ProgressCallback
 from trtkit.cache import EngineCache
 from trtkit.errors import ConfigError, EngineIncompatibleError, InputError
-from trtkit.files import atomic_write
 from trtkit.gpu import set_device
 from trtkit.log import get_logger
-from trtkit.manifest import BuiltEngine, Manifest, manifest_path, write_engine_file
+from trtkit.manifest import BuiltEngine, Manifest, write_engine_file
 from trtkit.profiles import ProfilesLike, normalize_profiles
 from trtkit.runtime.context import Context
 from trtkit.runtime.io import ADAPTERS, adapter_of
@@ -134,7 +133,7 @@ class Engine:
         ``dynamic_shapes={"x": {0: "batch"}}`` (or ``{"x": [0]}``), else every dim that varies in ``shapes``
         (the build profiles, as for :meth:`from_onnx`). The exported model is cached with the engine (keyed by
         the module's weights and code, the inputs' shapes and dtypes and the export options), so a second call
-        with the same module exports nothing. Needs ``pip install 'trtkit[torch]'``; see
+        with the same module exports nothing. Needs PyTorch (``pip install torch``); see
         :mod:`trtkit.tools.torch_export` for the exporters used.
         """
         if cache is False:
@@ -163,13 +162,9 @@ class Engine:
                                        allow_host_code=allow_host_code, lean_runtime=lean_runtime))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the plan (and the manifest, when there is one) to ``path``."""
-        p = Path(path)
-        if self._loaded.manifest is not None:
-            return write_engine_file(p, self._loaded.plan, self._loaded.manifest)
-        atomic_write(p, self._loaded.plan)
-        manifest_path(p).unlink(missing_ok=True)
-        return p
+        """Write the plan (and the manifest, when there is one) to ``path``, as one unit: a crash leaves the old
+        pair or the new one. Without a manifest, a stale manifest beside ``path`` is removed first."""
+        return write_engine_file(Path(path), self._loaded.plan, self._loaded.manifest)
 
     # ---- description ---------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ all. Subclasses are grouped by what the user has to do about them::
     ├── CudaError                a CUDA call failed, or there is no CUDA driver / GPU
     ├── ExecutionError           TensorRT failed while running the engine
     ├── TritonExportError        Triton would reject the exported model, or the target exists
+    ├── LockTimeoutError         another process held a trtkit lock too long (also a TimeoutError)
     └── ClosedError              the object was closed and cannot be used any more
 
 TensorRT reports most failures only through its logger. trtkit captures what TensorRT logged during the
@@ -39,6 +40,7 @@ __all__ = [
     "EngineIncompatibleError",
     "ExecutionError",
     "InputError",
+    "LockTimeoutError",
     "ModelError",
     "OnnxParseError",
     "ParserIssue",
@@ -167,6 +169,11 @@ class ExecutionError(TrtkitError):
 
 class TritonExportError(TrtkitError):
     """The engine cannot be exported as asked: Triton would reject the model, or the target exists."""
+
+
+class LockTimeoutError(TrtkitError, TimeoutError):
+    """Another process held a trtkit lock (an engine-cache entry, ...) longer than the timeout; the message
+    names the holder (pid, host, whether it is stopped)."""
 
 
 class ClosedError(TrtkitError):

@@ -3,6 +3,7 @@
 * :func:`atomic_write`: readers see the old file or the whole new one; the mode follows the umask; an OS error
   becomes one clear :class:`~trtkit.errors.EngineFileError` line.
 * :func:`replace_pair`: a file and the record describing it (a plan and its manifest) replaced as one unit.
+* :func:`move_into_place`: files written in a staging folder moved onto their targets, undone on an error.
 * :class:`HolderLock`: an inter-process lock that records who holds it, says so to waiters, times out with a
   message, and removes its lock file when released.
 """
@@ -19,18 +20,19 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from trtkit.errors import ConfigError, EngineFileError, TrtkitError
+from trtkit.errors import ConfigError, EngineFileError, LockTimeoutError, TrtkitError
 
 __all__ = [
     "HolderLock",
     "LockTimeoutError",
     "atomic_write",
     "file_mode",
+    "move_into_place",
     "os_error_line",
     "pending_path",
     "refuse_overwrite",
@@ -40,10 +42,6 @@ __all__ = [
 
 _log = logging.getLogger("trtkit.files")
 _CHUNK = 1 << 30
-
-
-class LockTimeoutError(TrtkitError, TimeoutError):
-    """Another process held a trtkit lock for longer than the timeout; the message names the holder."""
 
 
 def sha256_bytes(data: bytes | memoryview) -> str:
@@ -154,6 +152,55 @@ def atomic_write(path: Path, data: bytes | memoryview, *,
     _fsync_dir(path.parent)
 
 
+def move_into_place(moves: Sequence[tuple[Path, Path]], backup_dir: Path, *,
+                    error: type[TrtkitError] = EngineFileError) -> None:
+    """Move each staged file onto its target, in order (a model's weight file before the model that names it).
+
+    The staged files are flushed to disk first. ``backup_dir`` (on the targets' file system, e.g. the staging
+    folder) keeps hard links to the files replaced, so an OS error on a later move puts the earlier targets back:
+    on an error every target holds its old content (or is absent, as before).
+
+    Raises:
+        EngineFileError (or ``error``): one line naming the target and the fault.
+    """
+    for src, dst in moves:
+        try:
+            fd = os.open(src, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise error(os_error_line(exc, dst)) from exc
+    backups: list[Path | None] = []  # None: no old file, so an undo removes the target
+    for index, (_, dst) in enumerate(moves):
+        backup = backup_dir / f"old-{index}"
+        try:
+            os.link(dst, backup)
+        except FileNotFoundError:
+            backups.append(None)
+        except OSError:  # no hard links here: this target cannot be put back, so an undo leaves it
+            backups.append(dst)
+        else:
+            backups.append(backup)
+    done: list[int] = []
+    for index, (src, dst) in enumerate(moves):
+        try:
+            os.replace(src, dst)
+        except OSError as exc:
+            for undo in reversed(done):
+                with contextlib.suppress(OSError):
+                    old, target = backups[undo], moves[undo][1]
+                    if old is None:
+                        os.unlink(target)
+                    elif old != target:
+                        os.replace(old, target)
+            raise error(os_error_line(exc, dst)) from exc
+        done.append(index)
+    for parent in dict.fromkeys(dst.parent for _, dst in moves):
+        _fsync_dir(parent)
+
+
 def pending_path(main: Path, digest: str) -> Path:
     """Where :func:`replace_pair` keeps the new ``main`` whose SHA-256 is ``digest`` until it is committed."""
     return main.with_name(f".{main.name}.{digest[:16]}.pending")
@@ -254,8 +301,8 @@ def _write_holder(fd: int) -> None:
 class HolderLock:
     """An inter-process lock on ``path`` (via filelock) that writes ``pid=… host=…`` into the lock file.
 
-    A waiter logs who holds the lock after ``notice_s`` seconds and raises :class:`LockTimeoutError`, naming
-    the holder and whether it is stopped, after ``timeout`` seconds (None: wait for ever). The lock file is
+    A waiter logs who holds the lock after ``notice_s`` seconds and raises :class:`~trtkit.errors.LockTimeoutError`,
+    naming the holder and whether it is stopped, after ``timeout`` seconds (None: wait for ever). The lock file is
     removed on release (filelock lets waiters on a removed file retry), so lock files do not pile up.
     """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import threading
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from trtkit.errors import (
     ShapeError,
     UnsupportedFeatureError,
 )
-from trtkit.profiles import ShapeRange
+from trtkit.profiles import ShapeRange, profiles_from_trtexec
 
 DYN = {"x": ((1, 3, 16, 16), (2, 3, 32, 32), (4, 3, 64, 64))}
 
@@ -45,7 +46,24 @@ def test_dynamic_model_without_shapes_names_input_and_dims(rtx: Backend) -> None
         build_engine(conv_relu(), backend=rtx, progress=False)
     msg = str(info.value)
     assert "x (float32 [N, 3, H, W])" in msg
-    assert "--minShapes=x:<N>x3x<H>x<W>" in msg
+    assert "--minShapes=x:1x3x1x1 --optShapes=x:1x3x1x1 --maxShapes=x:1x3x1x1" in msg
+    flags_line = msg.split("e.g. on the command line:\n")[1].splitlines()[0]
+    assert "<" not in flags_line and ">" not in flags_line, "placeholders like <N> are shell redirects"
+    assert "0 (N), 2 (H), 3 (W)" in msg.split("--maxShapes")[1], "the note names the dims to replace"
+
+
+def test_suggested_shape_flags_parse_and_build(rtx: Backend) -> None:
+    with pytest.raises(ShapeError) as info:
+        build_engine(conv_relu(), backend=rtx, progress=False)
+    lines = str(info.value).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.endswith("e.g. on the command line:"))
+    words = shlex.split(lines[start + 1])  # what a shell hands over after pasting
+    flags = {word.split("=", 1)[0]: [word.split("=", 1)[1]] for word in words}
+    assert sorted(flags) == ["--maxShapes", "--minShapes", "--optShapes"]
+    profiles = profiles_from_trtexec(min_shapes=flags["--minShapes"], opt_shapes=flags["--optShapes"],
+                                     max_shapes=flags["--maxShapes"])
+    built = build_engine(conv_relu(), shapes=profiles, backend=rtx, progress=False)
+    assert built.manifest.profiles[0]["x"] == ShapeRange.fixed((1, 3, 1, 1))
 
 
 def test_dynamic_model_with_profiles(rtx: Backend) -> None:

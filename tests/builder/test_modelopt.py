@@ -1,8 +1,8 @@
 """The NVIDIA ModelOpt paths of trtkit.builder.conversion and trtkit.tools.quantize, for real with TensorRT-RTX
 on the CPU.
 
-ModelOpt pulls in PyTorch, so it is not in the dev extra: these tests run where ``trtkit[modelopt]`` is
-installed and skip elsewhere with the reason.
+ModelOpt pulls in PyTorch, so it is not in the dev extra: these tests run where ``nvidia-modelopt[onnx]``
+is installed and skip elsewhere with the reason.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from trtkit.builder import BuildConfig, build_engine
 from trtkit.tools.quantize import check_conversion, quantize
 
 pytest.importorskip("modelopt.onnx.autocast",
-                    reason="NVIDIA ModelOpt is not installed (pip install 'trtkit[modelopt]')")
+                    reason="NVIDIA ModelOpt is not installed (pip install 'nvidia-modelopt[onnx]')")
 
 SHAPES = {"image": (1, 3, 64, 64)}
 

@@ -185,10 +185,10 @@ def test_bf16_for_sm75_fails_with_one_clear_message(cnn: Path) -> None:
     assert "TensorRT said" not in message  # rejected before TensorRT was asked
 
 
-def test_bf16_without_modelopt_names_the_extra(cnn: Path) -> None:
+def test_bf16_without_modelopt_names_the_package(cnn: Path) -> None:
     if importlib.util.find_spec("modelopt") is not None:  # pragma: no cover
         pytest.skip("ModelOpt is installed here, so bf16 converts")
-    with pytest.raises(UnsupportedFeatureError, match=r"trtkit\[modelopt\]"):
+    with pytest.raises(UnsupportedFeatureError, match=r"pip install 'nvidia-modelopt\[onnx\]'"):
         build_engine(cnn, config=BuildConfig(precision="bf16"), backend=_rtx(), progress=False)
 
 
@@ -258,7 +258,7 @@ def test_plan_precision_picks_the_converter_installed() -> None:
     fp16, bf16 = BuildConfig(precision="fp16"), BuildConfig(precision="bf16")
     only_occ = {"onnxconverter-common": "1.16"}
     assert plan_precision(features, fp16, converters=only_occ).converter_identity == "onnxconverter-common 1.16"
-    with pytest.raises(UnsupportedFeatureError, match=r"trtkit\[modelopt\]"):
+    with pytest.raises(UnsupportedFeatureError, match=r"pip install 'nvidia-modelopt\[onnx\]'"):
         plan_precision(features, bf16, converters=only_occ)
     with pytest.raises(ImportError, match="onnxconverter-common"):
         plan_precision(features, fp16, converters={})

@@ -11,11 +11,6 @@ from support.onnx_factory import conv_relu
 from trtkit.backend import Backend
 from trtkit.cache import EngineCache
 from trtkit.cli import main
-from trtkit.cli.cache import cache_command
-from trtkit.cli.main import cli
-
-if "cache" not in cli.commands:  # until cli/main.py registers it
-    cli.add_command(cache_command)
 
 
 @pytest.fixture
@@ -74,3 +69,8 @@ def test_empty_or_missing_cache_lists_nothing(tmp_path: Path, capsys: pytest.Cap
     out = capsys.readouterr()
     assert out.out == "" and "0 engines" in out.err
     assert not (tmp_path / "none").exists()  # listing creates nothing
+
+
+def test_cache_is_a_trtkit_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert any(line.split()[:1] == ["cache"] for line in capsys.readouterr().out.splitlines())

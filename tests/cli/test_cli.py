@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import onnx
 import pytest
+from onnx import TensorProto, helper
 from support.onnx_factory import conv_relu, unsupported_op
 
 from trtkit.backend import Backend, get_backend
 from trtkit.cli import main
 from trtkit.manifest import read_engine_file
+
+
+def sum_of(names: tuple[str, ...]) -> onnx.ModelProto:
+    """y = Sum of inputs named ``names``, each float32[N, 4] with N dynamic."""
+    graph = helper.make_graph(
+        [helper.make_node("Sum", list(names), ["y"], name="sum0")], "sum_of",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 4]) for n in names],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 @pytest.fixture
@@ -59,7 +71,31 @@ def test_missing_shapes_is_one_clear_message(rtx: Backend, dyn_model: Path,
     assert rc == 1
     assert "Traceback" not in err
     assert err.startswith("trtkit: error:")
-    assert "x (float32 [N, 3, H, W])" in err and "--minShapes=" in err
+    assert "x (float32 [N, 3, H, W])" in err
+    assert "--minShapes=x:1x3x1x1 --optShapes=x:1x3x1x1 --maxShapes=x:1x3x1x1" in err
+    assert "<N>" not in err
+
+
+def _suggested_flags(err: str) -> list[str]:
+    """The flags of the missing-shapes message, as a shell passes them after pasting."""
+    lines = err.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.endswith("e.g. on the command line:"))
+    return shlex.split(lines[start + 1])
+
+
+@pytest.mark.parametrize("names", [("x",), ("input_1:0", "a, b", "$y", "img;rm")])
+def test_suggested_shape_flags_paste_into_the_build(rtx: Backend, tmp_path: Path, names: tuple[str, ...],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(sum_of(names), path)
+    assert main(["build", str(path), "--backend", "tensorrt_rtx", "--no-progress"]) == 1
+    flags = _suggested_flags(capsys.readouterr().err)
+    assert len(flags) == 3, flags
+    out = tmp_path / "m.engine"
+    rc = main(["build", str(path), "-o", str(out), "--backend", "tensorrt_rtx", "--no-progress", *flags])
+    assert rc == 0, capsys.readouterr().err
+    _, manifest = read_engine_file(out)
+    assert manifest is not None and sorted(manifest.profiles[0]) == sorted(names)
 
 
 def test_unsupported_op_names_node_and_op(rtx: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -71,7 +71,8 @@ def test_doctor_says_rtx_cannot_run_on_compute_capability_9(rtx: Backend, capsys
     assert g["can_run"]["tensorrt_rtx"] is False
     assert "compute capability 9.0" in g["reasons"]["tensorrt_rtx"]
     assert data["can_run"] is False
-    assert any("pip install 'trtkit[tensorrt]'" in fix for fix in data["fixes"])
+    assert any("pip install 'tensorrt>=10.1'" in fix for fix in data["fixes"])
+    assert not any("trtkit[" in fix for fix in data["fixes"])  # trtkit is not on PyPI
 
 
 def test_doctor_says_rtx_can_run_on_an_ada_gpu(rtx: Backend, capsys: pytest.CaptureFixture[str],
@@ -100,4 +101,5 @@ def test_doctor_without_any_backend_still_exits_0(capsys: pytest.CaptureFixture[
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "Build engines here: no" in out
-    assert "Install a TensorRT backend: pip install 'trtkit[tensorrt]'" in out
+    assert "Install a TensorRT backend: pip install 'tensorrt>=10.1'" in out
+    assert "pip install tensorrt-rtx-cu12" in out and "'trtkit[" not in out

@@ -12,7 +12,7 @@ from support import trt_double
 
 from trtkit.backend import Backend
 from trtkit.cli.main import main
-from trtkit.errors import ConfigError, EngineFileError
+from trtkit.errors import ConfigError, EngineFileError, TrtkitError
 from trtkit.runtime import load_engine
 from trtkit.runtime.plans import check_plan, not_a_plan, plan_tag
 
@@ -62,7 +62,7 @@ def test_plans_are_recognised_by_their_tag(rtx: Backend) -> None:
     assert not_a_plan(b"ftrt" + bytes(1000)) is None
 
 
-@pytest.mark.parametrize("kind", ["json", "onnx", "tiny", "zip", "ultralytics"])
+@pytest.mark.parametrize("kind", sorted(NOT_PLANS))
 def test_load_engine_refuses_non_plans_before_any_gpu_work(kind: str, tmp_path: Path) -> None:
     path = tmp_path / "model.engine"
     path.write_bytes(NOT_PLANS[kind][0](tmp_path))
@@ -96,3 +96,23 @@ def test_cli_inspect_of_random_bytes_says_it_is_probably_not_a_plan(tmp_path: Pa
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "probably not a TensorRT plan" in out and "bare TensorRT plan" not in out
+
+
+def test_text_passed_as_plan_bytes_is_refused_as_text() -> None:
+    be = Backend.from_module("tensorrt", trt_double.make_module("tensorrt"))
+    with pytest.raises(EngineFileError, match="it is a text file"):
+        load_engine(b"engine = 'model.engine'\nprecision = 'fp16'\n" * 4, backend=be)
+
+
+def test_double_plans_carry_the_tensorrt_tag_and_pass_the_plan_check(tmp_path: Path) -> None:
+    plan = trt_double.make_plan()
+    assert plan_tag(plan) == "TensorRT" and not_a_plan(plan) is None
+    path = tmp_path / "double.engine"
+    path.write_bytes(plan)
+    be = Backend.from_module("tensorrt", trt_double.make_module("tensorrt"))
+    try:
+        load_engine(path, backend=be)
+    except EngineFileError as exc:
+        pytest.fail(f"a double plan was refused as a file: {exc}")
+    except TrtkitError:
+        pass  # no GPU here: it got past the plan check to the device

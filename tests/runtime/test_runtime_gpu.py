@@ -230,16 +230,22 @@ def test_cli_run_and_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str], t
     out = tmp_path / "out.npz"
     assert main(["run", str(eng_path), "--input", f"x={tmp_path / 'x.npy'}", "-o", str(out)]) == 0
     np.testing.assert_array_equal(np.load(out)["y"], x * 2 + 1)
+    capsys.readouterr()
     js = tmp_path / "bench.json"
     assert main(["bench", str(eng_path), "--shapes", "x:8x4", "--shapes", "x:64x4", "--iterations", "300",
-                 "--json", str(js)]) == 0
+                 "--json-file", str(js)]) == 0
     text = capsys.readouterr().out
     assert "Throughput:" in text and "GPU Compute Time:" in text and "percentile(99%)" in text
     import json
 
     data = json.loads(js.read_text())
-    assert [d["shapes"]["x"] for d in data] == [[8, 4], [64, 4]]
-    assert all(d["iterations"] == 300 and d["gpu_compute_ms"]["median"] > 0 for d in data)
+    assert data["kind"] == "bench" and data["engine"] == str(eng_path)
+    assert [d["shapes"]["x"] for d in data["results"]] == [[8, 4], [64, 4]]
+    assert all(d["iterations"] == 300 and d["gpu_compute_ms"]["median"] > 0 for d in data["results"])
+    # --json prints the same one object instead of the text report, like inspect --json / compare --json
+    assert main(["bench", str(eng_path), "--shapes", "x:8x4", "--iterations", "50", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["kind"] == "bench" and [d["shapes"]["x"] for d in printed["results"]] == [[8, 4]]
 
 
 def test_cli_inspect_layers_and_engine_layers(be, tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -39,7 +39,8 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
-MAGIC = b"TRTDOUBLE1\n"
+MAGIC = b"ftrtDOUBLE1\n"
+"""Real TensorRT plans start with the tag ``ftrt`` (trtkit.runtime.plans); the double's do too."""
 PLUGIN_MAGIC = b"TRTDOUBLEPLUGIN1\n"
 __version__ = "10.16.1.11"
 BACKEND_NAME = "tensorrt"

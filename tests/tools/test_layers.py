@@ -209,7 +209,7 @@ def test_inspect_layers_without_the_backend_names_the_install(rtx_engine: Path, 
     monkeypatch.setattr(backend, "_backends", {})
     assert main(["inspect", str(rtx_engine), "--layers", "--backend", "tensorrt"]) == 1
     err = capsys.readouterr().err
-    assert "pip install 'trtkit[tensorrt]'" in err and "Traceback" not in err
+    assert "pip install 'tensorrt>=10.1'" in err and "Traceback" not in err
 
 
 def test_inspect_layers_of_an_onnx_model_is_a_usage_error(tmp_path: Path,

@@ -46,8 +46,9 @@ MODULE_NAMES: Final[dict[BackendName, str]] = {"tensorrt": "tensorrt", "tensorrt
 """The Python module each backend imports."""
 DISPLAY_NAMES: Final[dict[BackendName, str]] = {"tensorrt": "TensorRT", "tensorrt_rtx": "TensorRT-RTX"}
 _INSTALL: Final[dict[BackendName, str]] = {
-    "tensorrt": "pip install 'trtkit[tensorrt]'  (full TensorRT >= 10.1, from NVIDIA's package index)",
-    "tensorrt_rtx": "pip install 'trtkit[rtx]'  (TensorRT-RTX; builds engines even without a GPU)",
+    "tensorrt": "pip install 'tensorrt>=10.1'  (full TensorRT; or, from a trtkit clone: pip install '.[tensorrt]')",
+    "tensorrt_rtx": "pip install tensorrt-rtx-cu12  (TensorRT-RTX, builds engines even without a GPU; or, from a "
+                    "trtkit clone: pip install '.[rtx]')",
 }
 
 _log = get_logger("backend")

@@ -8,10 +8,13 @@ model, with external weights where protobuf's 2 GiB limit requires them.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 from trtkit.deps import require
 from trtkit.dtypes import from_onnx
 from trtkit.errors import ModelError, UnsupportedFeatureError
-from trtkit.files import refuse_overwrite
+from trtkit.files import file_mode, move_into_place, os_error_line, refuse_overwrite
 from trtkit.profiles import InputInfo
 
 if TYPE_CHECKING:
@@ -82,11 +85,37 @@ def needs_external_data(proto: onnx.ModelProto) -> bool:
 
 
 def save_onnx(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
-    """Write ``proto`` to ``path``: weights inline below 2 GiB, else in ``<name>.data`` beside it."""
+    """Write ``proto`` to ``path``: weights inline below 2 GiB, else in ``<name>.data`` beside it.
+
+    The files are written in a staging folder beside ``path`` and then moved in (the weight file first), so a
+    fault while writing leaves the old files as they were. New files get the mode the umask gives.
+
+    Raises:
+        ModelError: one line naming the path and the fault (disk full, permission denied, a directory, ...).
+    """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    big = needs_external_data(proto)
-    _onnx().save_model(proto, str(p), save_as_external_data=big, location=f"{p.name}.data")
+    if p.is_dir():
+        raise ModelError(os_error_line(IsADirectoryError(errno.EISDIR, "Is a directory"), p))
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp"))
+    except OSError as exc:
+        raise ModelError(os_error_line(exc, p)) from exc
+    try:
+        data_name = f"{p.name}.data"
+        moves = [(staging / p.name, p)]
+        try:
+            _onnx().save_model(proto, str(staging / p.name), save_as_external_data=needs_external_data(proto),
+                               location=data_name)
+            if (staging / data_name).exists():  # the weight file goes first: the model names it
+                moves.insert(0, (staging / data_name, p.with_name(data_name)))
+            for staged, _ in moves:
+                os.chmod(staged, file_mode())  # onnx writes weight files 0600 whatever the umask
+        except OSError as exc:
+            raise ModelError(os_error_line(exc, p)) from exc
+        move_into_place(moves, staging, error=ModelError)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return p
 
 

@@ -43,8 +43,8 @@ Route: TypeAlias = Literal["none", "builder_flags", "convert"]
 ConverterTool: TypeAlias = Literal["modelopt", "onnxconverter-common"]
 LowPrecision: TypeAlias = Literal["fp16", "bf16"]
 
-INSTALL_FP16: Final = "pip install 'trtkit[fp16]'  (onnxconverter-common)"
-INSTALL_MODELOPT: Final = "pip install 'trtkit[modelopt]'  (NVIDIA ModelOpt; pulls in PyTorch)"
+INSTALL_FP16: Final = "pip install onnxconverter-common"
+INSTALL_MODELOPT: Final = "pip install 'nvidia-modelopt[onnx]'  (NVIDIA ModelOpt; pulls in PyTorch)"
 # The module each converter is imported from, and the distribution its version is read from.
 CONVERTER_MODULES: Final[dict[ConverterTool, str]] = {
     "modelopt": "modelopt.onnx.autocast", "onnxconverter-common": "onnxconverter_common"}

@@ -12,6 +12,7 @@ import click
 from trtkit._version import __version__
 from trtkit.cli.bench import bench_command
 from trtkit.cli.build import build_command
+from trtkit.cli.cache import cache_command
 from trtkit.cli.compare import compare_command
 from trtkit.cli.demo import demo_command
 from trtkit.cli.doctor import doctor_command
@@ -19,6 +20,7 @@ from trtkit.cli.export_triton import export_triton_command
 from trtkit.cli.inspect import inspect_command
 from trtkit.cli.run import run_command
 from trtkit.errors import BuildCancelledError, TrtkitError
+from trtkit.text import safe_lines
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -52,6 +54,7 @@ cli.add_command(bench_command)
 cli.add_command(compare_command)
 cli.add_command(doctor_command)
 cli.add_command(export_triton_command)
+cli.add_command(cache_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,17 +73,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("trtkit: interrupted", err=True)
         return 130
     except click.ClickException as exc:
+        # The message may quote a name or path that the user or a file gave (click types it Final).
+        exc.message = safe_lines(exc.message)  # type: ignore[misc]
         exc.show()
         return exc.exit_code
     except BuildCancelledError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"trtkit: {exc}", err=True)
+        click.echo(f"trtkit: {safe_lines(exc)}", err=True)
         return 130
     except TrtkitError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"trtkit: error: {exc}", err=True)
+        click.echo(f"trtkit: error: {safe_lines(exc)}", err=True)
         return 1
     except KeyboardInterrupt:
         click.echo("trtkit: interrupted", err=True)
@@ -89,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         click.echo(
-            f"trtkit: internal error: {type(exc).__name__}: {exc}\n"
+            f"trtkit: internal error: {type(exc).__name__}: {safe_lines(exc)}\n"
             "This is a bug in trtkit; rerun with --debug for the traceback and report it.",
             err=True,
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -39,11 +41,51 @@ class InputInfo:
         return f"{safe(self.name)} ({self.dtype}{kind} [{', '.join(safe(d) for d in dims)}])"
 
 
-def _example_flags(info: InputInfo) -> str:
-    dims = [f"<{(info.dim_names[i] if i < len(info.dim_names) and info.dim_names[i] else 'd' + str(i))}>"
-            if d < 0 else str(d) for i, d in enumerate(info.shape)]
-    spec = f"{safe(info.name)}:{'x'.join(dims)}"
-    return f"--minShapes={spec} --optShapes={spec} --maxShapes={spec}"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.+/@%-]+", re.ASCII)
+_PLAIN_SHELL = re.compile(r"[A-Za-z0-9_.+/@%:-]+", re.ASCII)
+
+
+def _spec_name(name: str) -> str | None:
+    """``name`` as written in a trtexec shape string: quoted when it holds ':' or anything but plain characters;
+    ``None`` when it cannot be written at all (a name with a single quote)."""
+    if "'" in name or not name.strip():
+        return None
+    return name if _PLAIN_NAME.fullmatch(name) else f"'{name}'"
+
+
+def _shell_word(flag: str, names: Sequence[str]) -> str:
+    """``flag`` as one shell word that reaches trtkit as a shape string naming ``names``: plain when the shell
+    leaves what trtkit reads unchanged, else in double quotes, else in shell single quotes."""
+    if all(_PLAIN_SHELL.fullmatch(n) for n in names):
+        return flag  # the shell drops quotes around 'a:0', and trtkit splits a:0:1x3 at the last ':' anyway
+    if not any(ch in flag for ch in '$`\\"!'):
+        return f'"{flag}"'
+    return shlex.quote(flag)
+
+
+def _example_value(info: InputInfo) -> str | None:
+    """The dims (values, for a shape tensor) to suggest: the model's fixed dims, 1 at each dynamic one."""
+    if info.is_shape_tensor:
+        count = _shape_tensor_len(info)
+        return None if count is None else format_shape([1] * count)
+    return format_shape([d if d >= 0 else 1 for d in info.shape])
+
+
+def _example_flags(missing: Sequence[InputInfo]) -> tuple[str, list[str]]:
+    """Flags a shell can paste, giving every input in ``missing`` a range, and the inputs they cannot cover."""
+    specs, names, left_out = [], [], []
+    for info in missing:
+        name, value = _spec_name(info.name), _example_value(info)
+        if name is None or value is None:
+            left_out.append(info.name)
+        else:
+            specs.append(f"{name}:{value}")
+            names.append(info.name)
+    if not specs:
+        return "", left_out
+    joined = ",".join(specs)
+    words = [_shell_word(f"--{kind}Shapes={joined}", names) for kind in ("min", "opt", "max")]
+    return " ".join(words), left_out
 
 
 def _shape_tensor_len(info: InputInfo) -> int | None:
@@ -203,10 +245,29 @@ def _missing_message(missing: Sequence[InputInfo], index: int | None) -> str:
                 for a in info.dynamic_axes
             )
             parts.append(f"input {info.describe()} has dynamic dims at {axes}")
-    flags = " ".join(_example_flags(i) for i in missing)
-    return (
-        f"the model has inputs whose sizes are open and {where}:\n  "
-        + "\n  ".join(parts)
-        + f"\nGive a range for each, e.g. on the command line: {flags}\n"
-        "(or --shapes=NAME:DIMS for a fixed shape; in Python: shapes={'NAME': (min, opt, max)})"
-    )
+    flags, left_out = _example_flags(missing)
+    replace = []
+    for info in missing:
+        if info.name in left_out:
+            continue
+        if info.is_shape_tensor:
+            replace.append(f"the values of {safe(info.name)!r}")
+        else:
+            axes = ", ".join(
+                f"{a} ({safe(info.dim_names[a])})" if a < len(info.dim_names) and info.dim_names[a] else str(a)
+                for a in info.dynamic_axes
+            )
+            replace.append(f"{safe(info.name)!r} dim{'s' if len(info.dynamic_axes) > 1 else ''} {axes}")
+    text = f"the model has inputs whose sizes are open and {where}:\n  " + "\n  ".join(parts)
+    if flags:
+        text += (
+            f"\nGive a range for each, e.g. on the command line:\n  {safe(flags)}\n"
+            f"These flags set each open size to 1: replace {'; '.join(replace)} with the sizes you need "
+            "(min <= opt <= max)."
+        )
+    if left_out:
+        text += (
+            f"\nInput{'s' if len(left_out) > 1 else ''} {', '.join(repr(safe(n)) for n in left_out)} cannot be "
+            "written as a shape flag here: give the range in Python, shapes={NAME: (min, opt, max)}."
+        )
+    return text + "\n(or --shapes=NAME:DIMS for a fixed shape; in Python: shapes={'NAME': (min, opt, max)})"

@@ -39,7 +39,7 @@ def unsupported_gpu(backend: Backend, info: DeviceInfo) -> str | None:
         return None
     ccs = ", ".join(f"{a}.{b}" for a, b in supported)
     return (f"{backend.label} does not run on {info.name} (compute capability {info.cc_string}); it supports "
-            f"compute capabilities {ccs}. Use full TensorRT (pip install 'trtkit[tensorrt]') on this GPU")
+            f"compute capabilities {ccs}. Use full TensorRT (pip install 'tensorrt>=10.1') on this GPU")
 
 
 def _rebuild_hint(manifest: Manifest) -> str:

@@ -57,12 +57,12 @@ def _read_source(source: object) -> tuple[bytes, Manifest | None, str]:
         data = bytes(source)
         if not data:
             raise EngineFileError("the engine plan is empty")
-        check_plan(data, "the plan bytes", text=False)
+        check_plan(data, "the data given as a plan")
         return data, None, "plan bytes"
     if isinstance(source, str | os.PathLike):
         plan, manifest = read_engine_file(source)
         if manifest is None:  # a manifest's checksum already vouches for its plan
-            check_plan(plan, repr(str(source)), text=False)
+            check_plan(plan, repr(str(source)))
         return plan, manifest, str(Path(source))
     raise ConfigError(f"cannot load an engine from {type(source).__name__}; pass a path (str or Path), plan bytes "
                       "or a BuiltEngine")

@@ -76,11 +76,8 @@ def _ultralytics_offset(data: bytes) -> int | None:
     return None
 
 
-def not_a_plan(data: bytes, *, text: bool = True) -> str | None:
-    """What ``data`` is, when it is recognisably not a TensorRT plan; None when it may be one.
-
-    ``text=False`` skips the plain-text rule (for backends whose plans are text, such as test doubles).
-    """
+def not_a_plan(data: bytes) -> str | None:
+    """What ``data`` is, when it is recognisably not a TensorRT plan; None when it may be one."""
     if plan_tag(data):
         return None
     if len(data) < MIN_PLAN_BYTES:
@@ -97,13 +94,13 @@ def not_a_plan(data: bytes, *, text: bool = True) -> str | None:
     for sig, what in _SIGNATURES:
         if data.startswith(sig):
             return what
-    if text and _looks_like_text(data[:4096]):
+    if _looks_like_text(data[:4096]):
         return "a text file"
     return None
 
 
-def check_plan(data: bytes, source: str, *, text: bool = True) -> None:
+def check_plan(data: bytes, source: str) -> None:
     """Raise one EngineFileError line when ``data`` (read from ``source``) is recognisably not a TensorRT plan."""
-    what = not_a_plan(data, text=text)
+    what = not_a_plan(data)
     if what is not None:
         raise EngineFileError(f"{source} is not a TensorRT engine plan: it is {what}")

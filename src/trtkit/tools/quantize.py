@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Literal, TypeAlias
 
 import numpy as np
@@ -67,16 +68,21 @@ def quantize(
     offered: deprecated in TensorRT 10.1 and removed in 11.
 
     Raises:
-        ConfigError: a precision other than int8 or fp8.
+        ConfigError: a precision other than int8 or fp8, or ``output_path`` is the model or one of its weight
+            files.
         DependencyError: ModelOpt is not installed.
         InputError: the calibration data has the wrong form.
-        ModelError: ModelOpt failed on this model.
+        ModelError: ModelOpt failed on this model, or ``output_path`` cannot be written.
     """
     if precision not in ("int8", "fp8"):
         raise ConfigError(f"quantize supports int8 and fp8, not {precision!r}")
     mo = require("modelopt.onnx.quantization", purpose="quantize", install=INSTALL_MODELOPT)
     onnx = require("onnx", purpose="quantize", install="pip install onnx")
     src = load_onnx(model)
+    if output_path is not None:
+        out_path = Path(output_path)
+        for target in (out_path, out_path.with_name(f"{out_path.name}.data")):  # save_onnx's weight file
+            src.refuse_overwrite(target, what="output_path")
     arrays = _calibration_arrays(calibration_data, [i.name for i in src.inputs()])
     with tempfile.TemporaryDirectory(prefix="trtkit-quantize-") as tmp:
         path = save_onnx(src.proto_with_weights(), os.path.join(tmp, "model.onnx"))
@@ -90,7 +96,7 @@ def quantize(
             raise ModelError(f"ModelOpt could not quantize {src.name} to {precision}: {exc}") from exc
         result = onnx.load(out)
     if output_path is not None:
-        onnx.save_model(result, str(output_path))
+        save_onnx(result, output_path)  # staged and moved in: a fault leaves any old file as it was
     return load_onnx(result)
 
 

@@ -56,7 +56,7 @@ _SUBDIR = "torch"
 
 
 def _torch() -> ModuleType:
-    return deps.require("torch", purpose="Engine.from_torch", install="pip install 'trtkit[torch]'")
+    return deps.require("torch", purpose="Engine.from_torch", install="pip install torch")
 
 
 def _as_tuple(example_inputs: object) -> tuple[object, ...]:

@@ -460,8 +460,8 @@ def export_triton(
         version_dir.unlink()
     plan_path = version_dir / PLAN_FILENAME
     config_path = model_dir / CONFIG_FILENAME
-    atomic_write(plan_path, plan)
-    atomic_write(config_path, config.text.encode())
+    atomic_write(plan_path, plan, error=TritonExportError)
+    atomic_write(config_path, config.text.encode(), error=TritonExportError)
     return TritonExport(
         model_dir=model_dir,
         config_path=config_path,
