@@ -128,3 +128,33 @@ def test_sigint_respects_a_custom_handler(monkeypatch: pytest.MonkeyPatch) -> No
         assert got == [signal.SIGINT]
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_returns_at_once_while_the_build_winds_down() -> None:
+    """The waiting thread sees the interrupt within a poll; the worker (stuck, as in one long TensorRT phase)
+    finishes later on its own."""
+    import threading
+
+    from trtkit.builder.progress import builds_running, run_interruptibly
+
+    release, interrupted = threading.Event(), threading.Event()
+    threading.Timer(0.2, interrupted.set).start()
+    assert run_interruptibly(lambda: release.wait() or "plan", interrupted) is None
+    assert builds_running()  # the worker is still inside its phase
+    release.set()
+
+
+def test_the_build_result_and_its_errors_come_back() -> None:
+    import threading
+
+    import pytest
+
+    from trtkit.builder.progress import run_interruptibly
+
+    assert run_interruptibly(lambda: b"plan", threading.Event()) == b"plan"
+
+    def fail() -> bytes:
+        raise RuntimeError("from the builder")
+
+    with pytest.raises(RuntimeError, match="from the builder"):
+        run_interruptibly(fail, threading.Event())

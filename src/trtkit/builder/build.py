@@ -28,7 +28,7 @@ from trtkit.builder.diagnostics import (
 )
 from trtkit.builder.model import ModelSource, OnnxModel, iter_graphs, load_onnx
 from trtkit.builder.precision import PrecisionPlan, model_precisions, plan_precision
-from trtkit.builder.progress import ProgressCallback, SigintCancels, TqdmProgress, make_monitor
+from trtkit.builder.progress import ProgressCallback, SigintCancels, TqdmProgress, make_monitor, run_interruptibly
 from trtkit.builder.target import BuildTarget, build_target
 from trtkit.builder.timing_cache import TimingCacheFile
 from trtkit.errors import BuildCancelledError, BuildError, ConfigError, ModelError, UnsupportedFeatureError
@@ -319,11 +319,14 @@ def build_engine(
         started = _dt.datetime.now(_dt.UTC)
         try:
             with be.capture(on_interrupt=sigint.event) as cap:
-                serialized = net.builder.build_serialized_network(net.network, net.cfg)
+                serialized = run_interruptibly(
+                    lambda: net.builder.build_serialized_network(net.network, net.cfg), sigint.event)
         finally:
             if bar is not None:
                 bar.close()
         if serialized is None:
+            if sigint.fired:
+                raise BuildCancelledError(f"the build of {onnx_model.name} was interrupted (Ctrl-C)")
             if state.reason is not None:
                 raise BuildCancelledError(f"the build of {onnx_model.name} was cancelled: {state.reason}")
             known = known_build_failure(be, config, cap.errors)

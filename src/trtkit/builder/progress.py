@@ -10,17 +10,26 @@ delivers the interrupt to the previous handler (``KeyboardInterrupt`` by default
 
 from __future__ import annotations
 
+import atexit
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType, TracebackType
-from typing import Literal, Protocol, TypeAlias
+from typing import Literal, Protocol, TypeAlias, TypeVar
 
 from trtkit.backend import TrtModule
 
-__all__ = ["ProgressCallback", "ProgressEvent", "SigintCancels", "TqdmProgress", "make_monitor"]
+__all__ = [
+    "ProgressCallback",
+    "ProgressEvent",
+    "SigintCancels",
+    "TqdmProgress",
+    "builds_running",
+    "make_monitor",
+    "run_interruptibly",
+]
 
 
 @dataclass(frozen=True)
@@ -216,3 +225,59 @@ class SigintCancels:
         if previous is signal.default_int_handler or not callable(previous):
             raise KeyboardInterrupt("the build was interrupted (Ctrl-C); nothing was written")
         previous(signal.SIGINT, None)
+
+
+_T = TypeVar("_T")
+_WORKERS: set[threading.Thread] = set()
+_WORKERS_LOCK = threading.Lock()
+_POLL_S = 0.05
+
+
+def run_interruptibly(work: Callable[[], _T], interrupted: threading.Event) -> _T | None:
+    """Run ``work`` (TensorRT's build) on a worker thread and wait for it here; None when ``interrupted`` is set
+    first.
+
+    Python runs signal handlers only on the main thread, between bytecodes: while that thread is inside
+    ``build_serialized_network`` it runs none until TensorRT calls back, which can take as long as a build phase.
+    Waiting here instead sees Ctrl-C within a poll. The worker, which the monitor cancels at TensorRT's next
+    progress report, finishes in the background and its result is dropped.
+    """
+    box: list[_T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            box.append(work())
+        except BaseException as exc:  # handed to the waiting thread
+            failure.append(exc)
+        finally:
+            with _WORKERS_LOCK:
+                _WORKERS.discard(threading.current_thread())
+
+    worker = threading.Thread(target=target, name="trtkit-build", daemon=True)
+    with _WORKERS_LOCK:
+        _WORKERS.add(worker)
+    worker.start()
+    while worker.is_alive():
+        worker.join(_POLL_S)
+        if interrupted.is_set() and worker.is_alive():
+            return None
+    if failure:
+        raise failure[0]
+    return box[0]
+
+
+def builds_running() -> bool:
+    """Whether an interrupted build is still winding down on a worker thread (see :func:`run_interruptibly`)."""
+    with _WORKERS_LOCK:
+        return any(t.is_alive() for t in _WORKERS)
+
+
+@atexit.register
+def _wait_for_cancelled_builds() -> None:
+    # A daemon thread still inside TensorRT when the interpreter finalizes may abort the process: let the
+    # cancelled builds reach their next progress report (the CLI exits at once with os._exit instead).
+    with _WORKERS_LOCK:
+        workers = list(_WORKERS)
+    for worker in workers:
+        worker.join()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 import click
 
 from trtkit._version import __version__
+from trtkit.builder.progress import builds_running
 from trtkit.cli.bench import bench_command
 from trtkit.cli.build import build_command
 from trtkit.cli.cache import cache_command
@@ -104,4 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    status = main()
+    if status == 130 and builds_running():
+        # An interrupted build is still inside TensorRT on its worker thread until TensorRT's next progress
+        # report; nothing has been written yet, so leave now instead of waiting for it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
