@@ -9,8 +9,11 @@ import pytest
 from trtkit import dtypes
 from trtkit.backend import get_backend
 from trtkit.builder import BuildConfig, parse_size
+from trtkit.cache import EngineCache
+from trtkit.engine import Engine, load_engine
 from trtkit.errors import ConfigError, TrtkitError
 from trtkit.gpu import parse_compute_capability
+from trtkit.samples import tiny_cnn_path
 from trtkit.tools.metrics import Tolerance
 
 CASES: dict[str, tuple[Callable[[], object], str]] = {
@@ -20,6 +23,11 @@ CASES: dict[str, tuple[Callable[[], object], str]] = {
     "tolerance": (lambda: Tolerance(rtol=-1.0, atol=0.0), ">= 0"),
     "dtype": (lambda: dtypes.lookup("float128"), "float32"),
     "compute capability": (lambda: parse_compute_capability("ampere"), "8.6"),
+    "facade config as a dict": (lambda: Engine.from_onnx(tiny_cnn_path(), config={"precision": "fp16"}),  # type: ignore[arg-type]
+                                "BuildConfig(**"),
+    "facade device": (lambda: Engine.from_onnx(tiny_cnn_path(), device="0"), "int >= 0"),  # type: ignore[arg-type]
+    "load device": (lambda: load_engine(b"ftrt" + bytes(100), device=-1), "int >= 0"),
+    "cache config": (lambda: EngineCache().get_or_build(tiny_cnn_path(), config=[1]), "BuildConfig"),  # type: ignore[arg-type]
 }
 
 

@@ -26,6 +26,7 @@ import platformdirs
 
 from trtkit.backend import Backend, get_backend
 from trtkit.builder import BuildConfig, build_engine, parse_size
+from trtkit.builder.build import check_build_arguments
 from trtkit.builder.conversion import converted_model_path
 from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
 from trtkit.builder.precision import PrecisionPlan, plan_precision
@@ -359,7 +360,7 @@ class EngineCache:
             LockTimeoutError: another process held the key's lock for longer than ``lock_timeout``; the
                 message names it (pid, host, whether it is stopped).
         """
-        config = config or BuildConfig()
+        config = check_build_arguments(config, progress)
         be = get_backend(backend)
         onnx_model = load_onnx(model)
         profiles = normalize_profiles(shapes)

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Literal
 from trtkit import runtime
 from trtkit.backend import Backend, get_backend
 from trtkit.builder import BuildConfig, build_engine
+from trtkit.builder.build import check_build_arguments
 from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
 from trtkit.builder.progress import ProgressCallback
 from trtkit.cache import EngineCache
 from trtkit.errors import ConfigError, EngineIncompatibleError, InputError
-from trtkit.gpu import set_device
+from trtkit.gpu import check_device_index, set_device
 from trtkit.log import get_logger
 from trtkit.manifest import BuiltEngine, Manifest, write_engine_file
 from trtkit.profiles import ProfilesLike, normalize_profiles
@@ -83,6 +84,8 @@ class Engine:
         """
         if on_incompatible not in ("rebuild", "warn", "error"):
             raise ConfigError(f"on_incompatible must be 'rebuild', 'warn' or 'error', got {on_incompatible!r}")
+        config = check_build_arguments(config, progress)
+        check_device_index(device)
         be = get_backend(backend)
         if not be.features.compute_capability_targets:
             set_device(device)  # full TensorRT builds for the current GPU: make it the one the engine runs on

@@ -18,6 +18,7 @@ __all__ = [
     "current_device",
     "cudart",
     "device_count",
+    "check_device_index",
     "device_info",
     "NO_GPU_MESSAGE",
     "no_gpu_reason",
@@ -168,3 +169,11 @@ def set_device(index: int) -> None:
     """Make CUDA device ``index`` current on the calling thread (CudaError when it does not exist)."""
     device_info(index)
     check(cudart().cudaSetDevice(index), f"cudaSetDevice({index})")
+
+
+def check_device_index(device: object) -> int:
+    """``device`` as a CUDA device index: ConfigError unless it is an int >= 0 (whether it exists is checked when
+    it is used)."""
+    if isinstance(device, bool) or not isinstance(device, int) or device < 0:
+        raise ConfigError(f"device must be a CUDA device index (an int >= 0), got {type(device).__name__} {device!r}")
+    return device

@@ -38,7 +38,7 @@ from trtkit.log import get_logger
 from trtkit.manifest import BuiltEngine, Manifest, TensorInfo
 from trtkit.profiles import InputInfo, Profile, ProfilesLike, normalize_profiles, resolve_profiles
 
-__all__ = ["build_engine"]
+__all__ = ["build_engine", "check_build_arguments"]
 
 _log = get_logger("builder")
 
@@ -221,7 +221,8 @@ def _resolve_progress(progress: bool | ProgressCallback | None) -> tuple[Progres
     return progress, None
 
 
-def _check_arguments(config: object, progress: object, cancel: object, save_converted_model: object) -> BuildConfig:
+def check_build_arguments(config: object, progress: object = None, cancel: object = None,
+                          save_converted_model: object = None) -> BuildConfig:
     """The argument types of :func:`build_engine` (ConfigError naming the argument), and the config to use."""
     if config is None:
         config = BuildConfig()
@@ -284,7 +285,7 @@ def build_engine(
             ``save_converted_model`` would overwrite the model or its weight files.
         KeyboardInterrupt: Ctrl-C (SIGINT) during the build; TensorRT stops at its next progress report.
     """
-    config = _check_arguments(config, progress, cancel, save_converted_model)
+    config = check_build_arguments(config, progress, cancel, save_converted_model)
     be = get_backend(backend)
     onnx_model = load_onnx(model)
     if save_converted_model is not None:

@@ -27,7 +27,7 @@ from trtkit.errors import (
     InputError,
     UnsupportedFeatureError,
 )
-from trtkit.gpu import DeviceInfo, device_info
+from trtkit.gpu import DeviceInfo, check_device_index, device_info
 from trtkit.log import get_logger
 from trtkit.manifest import BuiltEngine, Manifest, read_engine_file
 from trtkit.runtime.compat import check_compatibility, validity_reasons
@@ -136,6 +136,7 @@ def load_engine(source: str | os.PathLike[str] | bytes | BuiltEngine, *, device:
         EngineIncompatibleError: built for another backend, version or GPU, or needs host code that was not
         allowed. CudaError: no GPU here. ExecutionError: TensorRT could not create a runtime.
     """
+    check_device_index(device)
     plan, manifest, where = _read_source(source)
     be = get_backend(backend if backend is not None else (manifest.backend if manifest else None))
     check_compatibility(manifest, be, None, source=where)
