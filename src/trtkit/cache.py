@@ -30,6 +30,7 @@ from trtkit.builder.build import check_build_arguments
 from trtkit.builder.conversion import converted_model_path
 from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
 from trtkit.builder.precision import PrecisionPlan, plan_precision
+from trtkit.builder.prepare import library_versions
 from trtkit.builder.progress import ProgressCallback
 from trtkit.builder.target import build_target
 from trtkit.errors import ConfigError, EngineFileError, LockTimeoutError
@@ -144,7 +145,9 @@ class EngineCache:
         """The content address of the engine these inputs would build.
 
         ``precision``: the build's precision plan, by default :func:`~trtkit.builder.precision.plan_precision`'s
-        (its converter and the converter's version are part of the key).
+        (its converter and the converter's version are part of the key). Unless ``config.sanitize`` is
+        ``"never"``, the preparation options and :func:`~trtkit.builder.prepare.library_versions` are part of it
+        too (a build may prepare the graph); with ``"never"`` the key is what it was before graph preparation.
         """
         plan = precision or plan_precision(backend.features, config)
         material = {
@@ -157,6 +160,8 @@ class EngineCache:
             "target": build_target(backend, config).to_dict(),
             "converter": plan.converter_identity,
         }
+        if config.sanitize != "never":  # the build may prepare the graph: the libraries doing it count too
+            material["preparation"] = library_versions()
         return sha256_bytes(json.dumps(material, sort_keys=True).encode())[:32]
 
     def path_for(self, key: str) -> Path:

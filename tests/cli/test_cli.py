@@ -153,6 +153,12 @@ def test_every_build_config_field_has_one_build_flag() -> None:
     config = make_config(build_command.make_context("build", ["m.onnx", *flags]).params)
     assert config == BuildConfig(tf32=False, memory_pool_limits={"workspace": 2 << 20},
                                  tactic_sources=("cublas", "CUDNN"), keep_io_types=False)
+    flags = ["--sanitize", "--freeze", "sr:16000", "--freeze", "in:0:1,2.5", "--freeze", "m:[[1,2],[3,4]]",
+             "--upgrade-opset", "17", "--lower-dynamic-quant"]
+    config = make_config(build_command.make_context("build", ["m.onnx", *flags]).params)
+    assert config == BuildConfig(sanitize="always", freeze={"sr": 16000, "in:0": [1, 2.5], "m": [[1, 2], [3, 4]]},
+                                 upgrade_opset=17, lower_dynamic_quant=True)
+    assert make_config(build_command.make_context("build", ["m.onnx", "--no-sanitize"]).params).sanitize == "never"
 
 
 def test_build_flag_choices_come_from_the_config_vocabularies(capsys: pytest.CaptureFixture[str]) -> None:

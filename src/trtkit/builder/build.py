@@ -28,10 +28,26 @@ from trtkit.builder.diagnostics import (
 )
 from trtkit.builder.model import ModelSource, OnnxModel, iter_graphs, load_onnx
 from trtkit.builder.precision import PrecisionPlan, model_precisions, plan_precision
+from trtkit.builder.preparation import (
+    check_freeze,
+    failure_reason,
+    notice,
+    prepare_after_failure,
+    prepare_options,
+    retry_failed,
+)
+from trtkit.builder.prepare import prepare
 from trtkit.builder.progress import ProgressCallback, SigintCancels, TqdmProgress, make_monitor, run_interruptibly
 from trtkit.builder.target import BuildTarget, build_target
 from trtkit.builder.timing_cache import TimingCacheFile
-from trtkit.errors import BuildCancelledError, BuildError, ConfigError, ModelError, UnsupportedFeatureError
+from trtkit.errors import (
+    BuildCancelledError,
+    BuildError,
+    ConfigError,
+    ModelError,
+    OnnxParseError,
+    UnsupportedFeatureError,
+)
 from trtkit.files import sha256_bytes
 from trtkit.gpu import sm_name
 from trtkit.log import get_logger
@@ -243,6 +259,82 @@ def check_build_arguments(config: object, progress: object = None, cancel: objec
     return config
 
 
+# ---- graph preparation and the build attempt ------------------------------------------------------------
+
+
+@dataclass
+class _Result:
+    plan: bytes
+    profiles: list[Profile]
+    tensors: list[TensorInfo]
+    precision: dict[str, object]
+    started: _dt.datetime
+    seconds: float
+
+
+@dataclass
+class _Attempt:
+    """One parse and build of a (possibly prepared) model with fixed arguments."""
+
+    be: Backend
+    config: BuildConfig
+    target: BuildTarget
+    name: str
+    profiles: Sequence[Profile]
+    progress: bool | ProgressCallback | None
+    cancel: threading.Event | None
+    save_converted_model: str | os.PathLike[str] | None
+
+    def run(self, model: OnnxModel) -> _Result:
+        be, config, target, name = self.be, self.config, self.target, self.name
+        carries = model_precisions(model)
+        precision = plan_precision(be.features, config, target, carries["quantized"])
+        for flag in precision.builder_flags:
+            be.enum("BuilderFlag", flag, option="precision")
+        if carries["qdq_nodes"] and be.features.precision_flags and not config.strongly_typed:
+            _log.warning("%s carries %d Q/DQ nodes; NVIDIA recommends building explicitly quantized models "
+                         "strongly typed (strongly_typed=True) on %s", name, carries["qdq_nodes"], be.label)
+        converted = prepare_model(precision, model, carries, self.save_converted_model)
+        parsed_model = converted.model
+        callback, bar = _resolve_progress(self.progress)
+        # SIGINT cancels through the monitor while TensorRT runs (its callbacks would swallow KeyboardInterrupt);
+        # leaving the block raises KeyboardInterrupt when it arrived, whatever TensorRT returned.
+        with SigintCancels() as sigint:
+            try:
+                net = _define_network(be, config, precision, target, parsed_model, self.profiles)
+                monitor, state = make_monitor(be.trt, callback, self.cancel, sigint.event)
+                net.cfg.progress_monitor = monitor
+                _log.info("building %s with %s (%d profile(s))", name, be.label, len(net.profiles))
+                started = _dt.datetime.now(_dt.UTC)
+                with be.capture(on_interrupt=sigint.event) as cap:
+                    serialized = run_interruptibly(
+                        lambda: net.builder.build_serialized_network(net.network, net.cfg), sigint.event)
+            finally:
+                if bar is not None:
+                    bar.close()
+            if serialized is None:
+                if sigint.fired:
+                    raise BuildCancelledError(f"the build of {name} was interrupted (Ctrl-C)")
+                if state.reason is not None:
+                    raise BuildCancelledError(f"the build of {name} was cancelled: {state.reason}")
+                known = known_build_failure(be, config, cap.errors)
+                if known is not None:  # one line with the fix; TensorRT's text stays in .tensorrt_log
+                    error = UnsupportedFeatureError(known)
+                    error.tensorrt_log = tuple(cap.lines)
+                    raise error
+                failure = BuildError(build_failure_message(be, name, parsed_model, cap.errors, net.profiles),
+                                     tensorrt_log=without_no_gpu_noise(cap.lines))
+                failure.tensorrt_log = tuple(cap.lines)  # the full log, noise included
+                raise failure
+        plan = bytes(memoryview(serialized))  # type: ignore[arg-type]
+        if net.timing is not None:
+            net.timing.save(net.cfg)
+        seconds = (_dt.datetime.now(_dt.UTC) - started).total_seconds()
+        if cap.records and _log.isEnabledFor(logging.DEBUG):
+            _log.debug("TensorRT warnings during build: %s", cap.lines)
+        return _Result(plan, list(net.profiles), list(net.tensors), converted.record, started, seconds)
+
+
 def build_engine(
     model: ModelSource | OnnxModel,
     *,
@@ -255,9 +347,13 @@ def build_engine(
 ) -> BuiltEngine:
     """Build a TensorRT engine from an ONNX model.
 
-    Steps, in order: load the model; check that the backend has every requested option; load plugin
-    libraries; parse; check the profiles against the parsed inputs; configure; build with progress; save the
-    timing cache; describe the result in a manifest. Nothing touches a GPU before the build step.
+    Steps, in order: load the model; check that the backend has every requested option; prepare the graph when
+    ``config`` asks (``sanitize="always"`` or ``freeze``); load plugin libraries; parse; check the profiles
+    against the parsed inputs; configure; build with progress; save the timing cache; describe the result in a
+    manifest. With ``sanitize="auto"`` (the default), a parse or build failure prepares the graph
+    (:func:`trtkit.builder.prepare.prepare`) and retries once, logging a warning naming what changed; a model
+    that builds as it is is never changed. ``manifest.extra["preparation"]`` records any preparation. Nothing
+    touches a GPU before the build step.
 
     Args:
         model: path to an ``.onnx`` file (external weight files beside it are found), its bytes, or an
@@ -278,6 +374,7 @@ def build_engine(
         ModelError: the model is missing, unreadable or has inputs TensorRT cannot take.
         OnnxParseError: TensorRT's parser rejected nodes; every parser error is listed.
         ShapeError: the profiles do not fit the model's inputs.
+        ConfigError: ``freeze`` names an input the model lacks, or a profile gives shapes for a frozen input.
         UnsupportedFeatureError: the backend or target GPU lacks a requested option.
         BuildError: TensorRT failed to build; carries TensorRT's log.
         BuildCancelledError: the progress callback or ``cancel`` stopped the build.
@@ -295,59 +392,39 @@ def build_engine(
     profiles = normalize_profiles(shapes)
     _check_options(be, config)
     target = build_target(be, config)
-    carries = model_precisions(onnx_model)
-    precision = plan_precision(be.features, config, target, carries["quantized"])
     if config.fp32_ops is not None:
         edits = [op.strip()[1:].strip() if op.strip()[:1] in "+-" else op.strip() for op in config.fp32_ops]
         check_fp32_ops([op for op in edits if op and op.lower() != "none"],
                        (n.op_type for g in iter_graphs(onnx_model.proto.graph) for n in g.node))
-    for flag in precision.builder_flags:
-        be.enum("BuilderFlag", flag, option="precision")
-    if carries["qdq_nodes"] and be.features.precision_flags and not config.strongly_typed:
-        _log.warning("%s carries %d Q/DQ nodes; NVIDIA recommends building explicitly quantized models "
-                     "strongly typed (strongly_typed=True) on %s", onnx_model.name, carries["qdq_nodes"], be.label)
-    prepared = prepare_model(precision, onnx_model, carries, save_converted_model)
-    parsed_model = prepared.model
-
-    callback, bar = _resolve_progress(progress)
-    # SIGINT cancels through the monitor while TensorRT runs (its callbacks would swallow KeyboardInterrupt);
-    # leaving the block raises KeyboardInterrupt when it arrived, whatever TensorRT returned.
-    with SigintCancels() as sigint:
-        net = _define_network(be, config, precision, target, parsed_model, profiles)
-        monitor, state = make_monitor(be.trt, callback, cancel, sigint.event)
-        net.cfg.progress_monitor = monitor
-        _log.info("building %s with %s (%d profile(s))", onnx_model.name, be.label, len(net.profiles))
-        started = _dt.datetime.now(_dt.UTC)
+    check_freeze(config, onnx_model, profiles)
+    attempt = _Attempt(be, config, target, onnx_model.name, profiles, progress, cancel, save_converted_model)
+    preparation: dict[str, object] | None = None
+    if config.sanitize == "always" or config.freeze:
+        prepared = prepare(onnx_model, prepare_options(config), profiles)
+        preparation = {**prepared.record, "trigger": "always" if config.sanitize == "always" else "freeze"}
+        _log.info("prepared %s: %s", onnx_model.name, "; ".join(prepared.steps) or "nothing changed")
+        result = attempt.run(prepared.model)
+    else:
         try:
-            with be.capture(on_interrupt=sigint.event) as cap:
-                serialized = run_interruptibly(
-                    lambda: net.builder.build_serialized_network(net.network, net.cfg), sigint.event)
-        finally:
-            if bar is not None:
-                bar.close()
-        if serialized is None:
-            if sigint.fired:
-                raise BuildCancelledError(f"the build of {onnx_model.name} was interrupted (Ctrl-C)")
-            if state.reason is not None:
-                raise BuildCancelledError(f"the build of {onnx_model.name} was cancelled: {state.reason}")
-            known = known_build_failure(be, config, cap.errors)
-            if known is not None:  # one line with the fix; TensorRT's text stays in .tensorrt_log
-                error = UnsupportedFeatureError(known)
-                error.tensorrt_log = tuple(cap.lines)
-                raise error
-            failure = BuildError(build_failure_message(be, onnx_model.name, parsed_model, cap.errors, net.profiles),
-                                 tensorrt_log=without_no_gpu_noise(cap.lines))
-            failure.tensorrt_log = tuple(cap.lines)  # the full log, noise included
-            raise failure
-    resolved, tensors, timing, cfg = net.profiles, net.tensors, net.timing, net.cfg
-    plan = bytes(memoryview(serialized))  # type: ignore[arg-type]
-    if timing is not None:
-        timing.save(cfg)
-    seconds = (_dt.datetime.now(_dt.UTC) - started).total_seconds()
-    _log.info("built %s in %.1f s (%d bytes)", onnx_model.name, seconds, len(plan))
-    if cap.records and _log.isEnabledFor(logging.DEBUG):
-        _log.debug("TensorRT warnings during build: %s", cap.lines)
+            result = attempt.run(onnx_model)
+        except (OnnxParseError, BuildError) as first:
+            if config.sanitize != "auto" or isinstance(first, BuildCancelledError):
+                raise
+            prepared = prepare_after_failure(first, onnx_model, config, profiles)
+            preparation = {**prepared.record, "trigger": "retry", "first_error": failure_reason(first)}
+            try:
+                result = attempt.run(prepared.model)
+            except (OnnxParseError, BuildError) as second:
+                if isinstance(second, BuildCancelledError):
+                    raise
+                raise retry_failed(first, second, prepared) from second
+            notice(onnx_model.name, first, prepared)
 
+    plan, seconds = result.plan, result.seconds
+    _log.info("built %s in %.1f s (%d bytes)", onnx_model.name, seconds, len(plan))
+    extra: dict[str, object] = {"build_seconds": round(seconds, 3), "precision": result.precision}
+    if preparation is not None:
+        extra["preparation"] = preparation
     manifest = Manifest(
         backend=be.name,
         backend_version=be.version,
@@ -365,12 +442,12 @@ def build_engine(
             ],
         },
         config=config.to_dict(),
-        profiles=tuple(resolved),
-        tensors=tuple(tensors),
+        profiles=tuple(result.profiles),
+        tensors=tuple(result.tensors),
         plan_sha256=sha256_bytes(plan),
         plan_size=len(plan),
         trtkit_version=__version__,
-        created=started.isoformat(timespec="seconds"),
-        extra={"build_seconds": round(seconds, 3), "precision": prepared.record},
+        created=result.started.isoformat(timespec="seconds"),
+        extra=extra,
     )
     return BuiltEngine(plan=plan, manifest=manifest)

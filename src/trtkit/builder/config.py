@@ -6,6 +6,7 @@ Each vocabulary is a ``Literal`` defined once here. :class:`BuildConfig` checks 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -26,6 +27,7 @@ __all__ = [
     "MemoryPool",
     "Precision",
     "ProfilingVerbosity",
+    "Sanitize",
     "TacticSource",
     "check_fp32_ops",
     "choices",
@@ -43,6 +45,8 @@ HardwareCompatibility: TypeAlias = Literal["none", "ampere_plus", "same_compute_
 """``BuildConfig.hardware_compatibility``; upper-cased, the ``trt.HardwareCompatibilityLevel`` member."""
 MemoryPool: TypeAlias = Literal["workspace", "tactic_shared_memory", "tactic_dram"]
 """Keys of ``BuildConfig.memory_pool_limits``; upper-cased, the ``trt.MemoryPoolType`` member."""
+Sanitize: TypeAlias = Literal["auto", "always", "never"]
+"""``BuildConfig.sanitize``: when the graph preparation (:mod:`trtkit.builder.prepare`) runs."""
 TacticSource: TypeAlias = Literal["CUBLAS", "CUBLAS_LT", "CUDNN", "EDGE_MASK_CONVOLUTIONS", "JIT_CONVOLUTIONS"]
 """``BuildConfig.tactic_sources`` entries (any case): ``trt.TacticSource`` members."""
 
@@ -62,6 +66,9 @@ DEFAULT_FP32_OPS: Final[tuple[str, ...]] = (
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE | re.ASCII)
 _NONZERO_POOLS: Final = {"workspace": "scratch memory", "tactic_shared_memory": "shared memory for its kernels"}
 _SEQUENCES: Final = ("tactic_sources", "compute_capabilities", "plugins", "fp32_ops")
+_PREPARATION: Final = ("sanitize", "freeze", "upgrade_opset", "lower_dynamic_quant")
+LOWEST_UPGRADE_OPSET: Final = 7
+"""The lowest ``upgrade_opset``: TensorRT's parser rejects opset 6 forms."""
 
 
 def choices(vocabulary: object) -> tuple[str, ...]:
@@ -129,6 +136,46 @@ def _names_tuple(option: str, value: object) -> tuple[str, ...] | None:
             raise ConfigError(f"{option} entries must be strings, got {type(item).__name__} {item!r}")
         out.append(os.fspath(item))
     return tuple(out)
+
+
+def _frozen_value(name: str, value: object, depth: int = 0) -> object:
+    """A frozen input's value as immutable JSON-able data: a number, a bool, or nested tuples of them."""
+    if isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"freeze[{name!r}]: {value} is not a finite number; freeze inputs to finite values")
+        return value
+    if isinstance(value, list | tuple) and depth < 8:
+        items = tuple(_frozen_value(name, v, depth + 1) for v in value)
+        if not items:
+            raise ConfigError(f"freeze[{name!r}]: an empty list has no values; give a number or a list of numbers")
+        if len({len(v) if isinstance(v, tuple) else -1 for v in items}) > 1:
+            raise ConfigError(f"freeze[{name!r}]: nested lists must be rectangular (every row the same length)")
+        return items
+    tolist = getattr(value, "tolist", None)  # a NumPy array or scalar
+    if callable(tolist) and depth == 0:
+        return _frozen_value(name, tolist(), depth)
+    raise ConfigError(f"freeze[{name!r}] must be a number or a (nested) list of numbers, got "
+                      f"{type(value).__name__} {value!r}")
+
+
+def _check_freeze(value: object) -> Mapping[str, object] | None:
+    """``freeze`` -> a read-only mapping of input name to immutable value (None when empty)."""
+    if value is None:
+        return None
+    _check_type("freeze", value, Mapping, "a mapping of input name to value, e.g. {'sr': 16000}")
+    assert isinstance(value, Mapping)
+    out: dict[str, object] = {}
+    for name, v in value.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"freeze keys must be input names (non-empty strings), got {name!r}")
+        out[name] = _frozen_value(name, v)
+    return MappingProxyType(out) if out else None
+
+
+def _jsonable(value: object) -> object:
+    return [_jsonable(v) for v in value] if isinstance(value, tuple) else value
 
 
 def resolve_fp32_ops(spec: Iterable[str] | None) -> tuple[str, ...]:
@@ -230,6 +277,17 @@ class BuildConfig:
     """When fp16/bf16 converts the model: op types kept in FP32; None = :data:`DEFAULT_FP32_OPS`."""
     converter: Converter = "auto"
     """When fp16/bf16 converts the model: ModelOpt AutoCast if installed (auto), or the one named."""
+    sanitize: Sanitize = "auto"
+    """Graph preparation (:mod:`trtkit.builder.prepare`): ``auto`` only when the first parse or build fails
+    (then one retry, with a warning naming what changed), ``always`` before parsing, ``never``."""
+    freeze: Mapping[str, object] | None = None
+    """Inputs replaced by constants, e.g. ``{"sr": 16000}``; they leave the engine's inputs. Prepares the
+    model before parsing whatever ``sanitize`` says (``never`` refuses it)."""
+    upgrade_opset: int | None = None
+    """When the model is prepared: the opset to convert it to (None: only below the parser's lowest)."""
+    lower_dynamic_quant: bool = False
+    """When the model is prepared: DynamicQuantizeLinear + ConvInteger/MatMulInteger become float Conv/MatMul
+    (results differ from ONNX Runtime's quantized ones by the quantization error)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -273,11 +331,26 @@ class BuildConfig:
             parse_compute_capability(cc)
         if self.exclude_lean_runtime and not self.version_compatible:
             raise ConfigError("exclude_lean_runtime needs version_compatible=True; set both or neither")
+        self._check_preparation()
+
+    def _check_preparation(self) -> None:
+        _check_choice("sanitize", self.sanitize, Sanitize)
+        object.__setattr__(self, "freeze", _check_freeze(self.freeze))
+        if self.upgrade_opset is not None:
+            from onnx import defs
+
+            _check_int("upgrade_opset", self.upgrade_opset, LOWEST_UPGRADE_OPSET, int(defs.onnx_opset_version()))
+        if self.sanitize == "never":
+            asked = [name for name in _PREPARATION[1:] if getattr(self, name) not in (None, False)]
+            if asked:
+                raise ConfigError(f"{', '.join(asked)} prepare{'s' if len(asked) == 1 else ''} the graph, which "
+                                  "sanitize='never' forbids; leave sanitize at 'auto' (or 'always')")
 
     def to_dict(self) -> dict[str, object]:
         """Every option as JSON-ready values (stored in the manifest)."""
         d: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
         d["memory_pool_limits"] = dict(self.memory_pool_limits)
+        d["freeze"] = None if self.freeze is None else {k: _jsonable(v) for k, v in self.freeze.items()}
         for name in _SEQUENCES:
             value = getattr(self, name)
             if value is not None:
@@ -290,6 +363,9 @@ class BuildConfig:
         d = self.to_dict()
         for name in ("timing_cache", "builder_threads", "compute_capabilities"):
             d.pop(name)
+        if self.sanitize == "never":  # no preparation can run: the key stays what it was before these options
+            for name in _PREPARATION:
+                d.pop(name)
         d["plugins"] = [_file_digest(p) for p in self.plugins]
         return d
 

@@ -65,6 +65,7 @@ def parse_into(backend: Backend, parser: OnnxParser, model: OnnxModel) -> None:
         return
     nodes = list(model.proto.graph.node)
     issues: list[ParserIssue] = []
+    seen: set[tuple[int, str, str, str, str]] = set()
     unsupported: dict[tuple[str, str], list[ParserIssue]] = {}
     for i in range(parser.num_errors):
         err = parser.get_error(i)
@@ -74,11 +75,17 @@ def parse_into(backend: Backend, parser: OnnxParser, model: OnnxModel) -> None:
         op = err.node_operator() or (node.op_type if node is not None else "")
         code = getattr(err.code(), "name", str(err.code())).rsplit(".", 1)[-1]
         desc = err.desc()
-        if code == "UNSUPPORTED_NODE" and op and desc.strip() in ("", "false"):
+        # UNSUPPORTED_NODE also covers an op the parser imports but not in this form (MaxPool with dilations):
+        # only an empty description, or one saying so, means there is no importer at all.
+        no_importer = code == "UNSUPPORTED_NODE" and op and desc.strip() in ("", "false")
+        if no_importer:
             desc = f"TensorRT's ONNX parser has no importer for {op}"
+        if (index, name, op, desc, code) in seen:
+            continue  # the parser reports some nodes twice
+        seen.add((index, name, op, desc, code))
         issue = ParserIssue(index, name, op, desc, code)
         issues.append(issue)
-        if op and (code == "UNSUPPORTED_NODE" or "No importer registered" in desc or "Plugin not found" in desc):
+        if op and (no_importer or "No importer registered" in desc or "Plugin not found" in desc):
             domain = (node.domain if node is not None and node.op_type == op else "") or "ai.onnx"
             unsupported.setdefault((op, domain), []).append(issue)
     where = f" {str(model.path)!r}" if model.path else ""

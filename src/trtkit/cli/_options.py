@@ -46,6 +46,42 @@ def parse_pools(values: tuple[str, ...]) -> dict[str, int]:
     return pools
 
 
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def parse_freeze(values: tuple[str, ...]) -> dict[str, object] | None:
+    """``--freeze NAME:VALUE`` (repeatable): VALUE a number, a comma list (``1,1,2,2``) or JSON (``[[1,2],[3,4]]``).
+
+    The name is what comes before the last colon, so names with colons (``input:0``) work."""
+    frozen: dict[str, object] = {}
+    for item in values:
+        name, sep, text = item.rpartition(":")
+        name, text = name.strip(), text.strip()
+        if not sep or not name or not text:
+            raise click.BadParameter(f"{item!r}: expected NAME:VALUE, e.g. sr:16000 or scales:1,1,2,2",
+                                     param_hint="--freeze")
+        if name in frozen:
+            raise click.BadParameter(f"input {name!r} is frozen twice", param_hint="--freeze")
+        try:
+            if text.startswith("["):
+                frozen[name] = json.loads(text)
+            elif "," in text:
+                frozen[name] = [_number(part.strip()) for part in text.split(",") if part.strip()]
+            else:
+                frozen[name] = _number(text)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: {text!r} is not a number, a comma list of numbers or a JSON list",
+                                     param_hint="--freeze") from None
+    return frozen or None
+
+
+_SANITIZE = {None: "auto", True: "always", False: "never"}
+
+
 def _fp32_ops(values: tuple[str, ...]) -> tuple[str, ...] | None:
     """``--fp32Ops``: None for the default list, else the resolved list (``+Op``/``-Op`` edit the default)."""
     items = split_multi(values)
@@ -132,6 +168,20 @@ CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
                type=click.IntRange(1)),
     ConfigFlag("plugins", ("--plugins",), "Plugin library to load before parsing (repeatable).", multiple=True,
                metavar="PATH", convert=tuple),
+    ConfigFlag("sanitize", ("--sanitize/--no-sanitize",),
+               "Prepare the graph (opset upgrade, constant folding, ...) before parsing, or never. Default: only "
+               "when the first parse or build fails, then retry once with a warning naming what changed.",
+               convert=_SANITIZE.__getitem__),
+    ConfigFlag("freeze", ("--freeze",),
+               "Replace an input by a constant (repeatable): NAME:VALUE, VALUE a number, a comma list or JSON, "
+               "e.g. sr:16000. The input leaves the engine's inputs.", multiple=True, metavar="NAME:VALUE",
+               convert=parse_freeze),
+    ConfigFlag("upgrade_opset", ("--upgrade-opset",),
+               "When the graph is prepared: convert it to this opset (default: only below the parser's lowest).",
+               type=click.INT, metavar="N"),
+    ConfigFlag("lower_dynamic_quant", ("--lower-dynamic-quant",),
+               "When the graph is prepared: DynamicQuantizeLinear + ConvInteger/MatMulInteger become float "
+               "Conv/MatMul (results move by the quantization error; check with trtkit compare).", is_flag=True),
 )
 """Every BuildConfig field as a flag, in ``--help`` order; :func:`build_options` and :func:`make_config` read it."""
 

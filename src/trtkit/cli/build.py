@@ -11,6 +11,7 @@ from trtkit.builder.model import load_onnx
 from trtkit.cli._options import build_options, make_config
 from trtkit.files import refuse_overwrite
 from trtkit.profiles import profiles_from_trtexec
+from trtkit.text import safe
 
 
 @click.command("build")
@@ -46,6 +47,10 @@ def build_command(model: Path, output: Path | None, save_converted_model: Path |
         f"built {out} ({m.plan_size / 1e6:.2f} MB) with {m.backend} {m.backend_version}, "
         f"{len(m.profiles)} profile(s); manifest {out.name}.manifest.json"
     )
+    preparation = m.extra.get("preparation")
+    if preparation and preparation.get("trigger") != "retry":  # a retry's change was logged as a warning
+        steps = "; ".join(safe(step) for step in preparation.get("steps", [])) or "nothing changed"
+        click.echo(f"prepared the model ({preparation.get('trigger')}): {steps}")
     conversion = m.extra.get("precision", {}).get("conversion")
     if conversion:
         kept = ", ".join(f"{op} x{n}" for op, n in conversion["kept_fp32_nodes"].items()) or "none"

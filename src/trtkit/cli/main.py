@@ -21,6 +21,7 @@ from trtkit.cli.doctor import doctor_command
 from trtkit.cli.export_triton import export_triton_command
 from trtkit.cli.inspect import inspect_command
 from trtkit.cli.run import run_command
+from trtkit.cli.sanitize import sanitize_command
 from trtkit.errors import BuildCancelledError, TrtkitError
 from trtkit.text import safe_lines
 
@@ -57,6 +58,7 @@ cli.add_command(compare_command)
 cli.add_command(doctor_command)
 cli.add_command(export_triton_command)
 cli.add_command(cache_command)
+cli.add_command(sanitize_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
