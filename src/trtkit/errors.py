@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 _MAX_LOG_LINES = 20
-_MAX_ISSUES = 10
+_MAX_ISSUES_NAMED = 3
 
 
 class TrtkitError(Exception):
@@ -124,11 +124,14 @@ class OnnxParseError(ModelError):
 
     def __init__(self, message: str, issues: Sequence[ParserIssue], *, tensorrt_log: Sequence[str] = ()):
         self.issues: tuple[ParserIssue, ...] = tuple(issues)
-        shown = self.issues[:_MAX_ISSUES]
-        full = message + "".join(f"\n  - {issue}" for issue in shown)
-        if len(self.issues) > len(shown):
-            full += f"\n  ... and {len(self.issues) - len(shown)} more parser errors (all in .issues)"
-        super().__init__(full, tensorrt_log=tensorrt_log)
+        # One line: the headline names the first node, op and reason; the rest are named briefly.
+        others = [i for i in self.issues if f"node {i.node_index}" not in message]
+        if others:
+            named = ", ".join(f"node {i.node_index}" + (f" '{i.node_name}'" if i.node_name else "")
+                              + (f" ({i.op_type})" if i.op_type else "") for i in others[:_MAX_ISSUES_NAMED])
+            more = len(others) - min(len(others), _MAX_ISSUES_NAMED)
+            message += f" (parser errors also at {named}{f' and {more} more' if more else ''}; all in .issues)"
+        super().__init__(message, tensorrt_log=tensorrt_log)
 
     def _render(self) -> str:
         # The issues are TensorRT's parser errors already; its log (kept in .tensorrt_log) repeats them.
