@@ -28,8 +28,10 @@ EXPORTS = {
         "validate_inputs",
     ],
     "trtkit.tools": [
-        "BenchResult", "CompareReport", "EngineLayers", "Tolerance", "benchmark", "check_conversion", "compare",
-        "engine_layers", "export_onnx", "export_triton", "generate_inputs", "quantize", "run_onnxruntime",
+        "BenchResult", "CapabilityReport", "CompareReport", "EngineLayers", "LayerwiseReport", "ReduceReport",
+        "Tolerance", "benchmark", "check_capability", "check_conversion", "compare", "compare_layerwise",
+        "engine_layers", "export_onnx", "export_triton", "generate_inputs", "quantize", "reduce_model",
+        "run_onnxruntime",
     ],
 }
 

@@ -23,16 +23,34 @@ _EPILOG = (
 @click.command("compare", epilog=_EPILOG)
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("candidate", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--inputs", "inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              metavar="FILE.npz", help="Inputs by name from an .npz file (default: random, from --seed).")
+@click.option("--load-inputs", "--inputs", "inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, metavar="FILE.npz",
+              help="Inputs by name from an .npz file (default: random, from --seed); one saved from another model "
+                   "is refused.")
+@click.option("--data-loader", "data_loader", type=click.Path(exists=True, dir_okay=False), default=None,
+              metavar="SCRIPT.py[:FUNC]",
+              help="A script whose load_data() (or FUNC) yields dicts of input name -> array; the first is used.")
+@click.option("--save-inputs", "save_inputs", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE.npz", help="Write the inputs fed, with MODEL's checksum.")
+@click.option("--save-outputs", "save_outputs", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE.npz", help="Write the reference outputs, with MODEL's and the inputs' checksums.")
+@click.option("--load-outputs", "load_outputs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, metavar="FILE.npz",
+              help="Use reference outputs saved by --save-outputs (from MODEL and these inputs) instead of running "
+                   "MODEL.")
+@click.option("--layerwise", is_flag=True,
+              help="Also compare every intermediate tensor (engine side: a debug build with them marked as "
+                   "outputs) and show the first beyond tolerance; the exit status stays that of the outputs.")
+@click.option("--tensors", default=None, metavar="A,B,...", help="With --layerwise: only these tensors.")
 @click.option("--shapes", default=None, metavar="SPEC",
               help="Shapes for dynamic dims, trtexec syntax: x:1x3x224x224[,y:...] "
                    "(default: the opt shapes of the engine's first profile).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed for generated inputs.")
 @click.option("--val-range", "--valRange", "val_range", multiple=True, metavar="[NAME:]LO,HI",
               help="Range of generated inputs: floats uniform in [LO, HI), integers uniform over the integers in "
-                   "[LO, HI]; NAME:LO,HI for one input (repeatable; the name ends at the last ':'). Default: "
-                   "floats standard normal, integers in [0, 8).")
+                   "[LO, HI]; NAME:LO,HI or NAME:[LO,HI] for one input (repeatable; the name ends at the last "
+                   "':'). Default: floats standard normal; integers by use: indices in [0, size of the indexed "
+                   "axis), shape-like inputs the engine profile's values, others in [0, 8).")
 @click.option("--precision", type=click.Choice(["auto", *DEFAULT_TOLERANCES]), default="auto", show_default=True,
               help="Picks the default tolerances; auto reads the engine manifest (int8/fp8 for a Q/DQ model, "
                    "tf32 for an FP32 build with TF32), tf32 when building, fp32 for two ONNX models.")
@@ -44,7 +62,9 @@ _EPILOG = (
               help="Compare an engine whose manifest records another ONNX model than MODEL (e.g. one built from "
                    "a quantized copy); refused by default.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def compare_command(model: Path, candidate: Path | None, inputs: Path | None, shapes: str | None, seed: int,
+def compare_command(model: Path, candidate: Path | None, inputs: Path | None, data_loader: str | None,
+                    save_inputs: Path | None, save_outputs: Path | None, load_outputs: Path | None,
+                    layerwise: bool, tensors: str | None, shapes: str | None, seed: int,
                     val_range: tuple[str, ...], precision: str, rtol: float | None, atol: float | None,
                     backend: str | None, allow_other_model: bool, as_json: bool) -> int:
     """Compare CANDIDATE with ONNX Runtime (CPU) running MODEL on the same inputs.
@@ -59,11 +79,16 @@ def compare_command(model: Path, candidate: Path | None, inputs: Path | None, sh
 
     Before running, an engine's manifest must name MODEL (its ONNX sha256; --allow-other-model to compare
     anyway) and the input shapes must lie inside the engine's profiles.
+
+    References across machines: --save-inputs in.npz --save-outputs ref.npz where ONNX Runtime runs, then
+    --load-inputs in.npz --load-outputs ref.npz on the GPU machine; files made from another model are refused.
     """
     report = compare(
         model, candidate, inputs=inputs, shapes=shapes, seed=seed, val_range=parse_val_range(val_range),
         precision=None if precision == "auto" else precision,  # type: ignore[arg-type]
-        rtol=rtol, atol=atol, backend=backend, allow_other_model=allow_other_model,
+        rtol=rtol, atol=atol, backend=backend, allow_other_model=allow_other_model, data_loader=data_loader,
+        save_inputs=save_inputs, save_outputs=save_outputs, load_outputs=load_outputs, layerwise=layerwise,
+        tensors=[t.strip() for t in tensors.split(",") if t.strip()] if tensors is not None else None,
     )
     if as_json:
         echo_json(report.to_dict())

@@ -22,6 +22,7 @@ from trtkit.runtime.loading import load_engine
 from trtkit.runtime.plans import check_plan, plan_tag
 from trtkit.runtime.tensors import TensorSpec
 from trtkit.text import safe_lines
+from trtkit.tools.capability import check_capability
 from trtkit.tools.layers import EngineLayers, engine_layers
 
 
@@ -158,9 +159,23 @@ def _print_plan_tensors(path: Path, plan_size: int, inputs: Sequence[TensorSpec]
 @click.option("--layers", "show_layers", is_flag=True,
               help="Also list the engine's layers after fusion (types, precisions, tactics) from TensorRT's "
                    "engine inspector; loads the engine, so it needs a GPU the backend runs on.")
+@click.option("--capability", "capability", is_flag=True,
+              help="For an ONNX model: the nodes TensorRT's parser supports and the unsupported ones, grouped "
+                   "into subgraphs with the reason (no GPU needed).")
 @backend_options
-def inspect_command(path: Path, as_json: bool, show_layers: bool, device: int, backend: str | None) -> int:
+def inspect_command(path: Path, as_json: bool, show_layers: bool, capability: bool, device: int,
+                    backend: str | None) -> int:
     """Show an engine's I/O tensors, profiles and manifest, or an ONNX model's inputs and ops."""
+    if capability:
+        if path.suffix.lower() != ".onnx" or show_layers:
+            raise click.UsageError("--capability checks an ONNX model (.onnx) against TensorRT's parser; "
+                                   "it does not take an engine or --layers")
+        report = check_capability(path, backend=backend)
+        if as_json:
+            echo_json(report.to_dict())
+        else:
+            _echo(report.format())
+        return 0
     if path.suffix.lower() == ".onnx":
         if show_layers:
             raise click.UsageError("--layers lists an engine's layers; for an ONNX model the ops are shown "

@@ -16,6 +16,7 @@ from trtkit.cli.bench import bench_command
 from trtkit.cli.build import build_command
 from trtkit.cli.cache import cache_command
 from trtkit.cli.compare import compare_command
+from trtkit.cli.debug import debug_command
 from trtkit.cli.demo import demo_command
 from trtkit.cli.doctor import doctor_command
 from trtkit.cli.export_triton import export_triton_command
@@ -59,6 +60,7 @@ cli.add_command(doctor_command)
 cli.add_command(export_triton_command)
 cli.add_command(cache_command)
 cli.add_command(sanitize_command)
+cli.add_command(debug_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,21 +18,20 @@ was compared (an output's reference is all within ``atol`` of zero; no output fa
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Final, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from trtkit import deps
 from trtkit.backend import Backend, get_backend
 from trtkit.builder import BuildConfig, build_engine
 from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
-from trtkit.dtypes import lookup
 from trtkit.errors import ConfigError, DependencyError, EngineIncompatibleError, InputError, ModelError
-from trtkit.log import get_logger
+from trtkit.files import refuse_overwrite
 from trtkit.manifest import BuiltEngine, Manifest, read_engine_file
 from trtkit.runtime.compat import run_blocker
 from trtkit.runtime.loading import load_engine
@@ -41,10 +40,13 @@ from trtkit.tools.inputs import (
     check_engine_shapes,
     check_input_bytes,
     generate_inputs,
+    integer_input_rules,
     load_inputs,
     resolve_input_shapes,
+    run_data_loader,
     shapes_arg,
 )
+from trtkit.tools.layerwise import LayerwiseReport, compare_layerwise
 from trtkit.tools.metrics import (
     DEFAULT_TOLERANCES,
     Array,
@@ -57,6 +59,7 @@ from trtkit.tools.metrics import (
     mean_abs_error,
     mismatch_count,
 )
+from trtkit.tools.references import load_references, save_references
 from trtkit.tools.report import (
     EXIT_CANNOT_RUN,
     EXIT_ERROR,
@@ -66,6 +69,7 @@ from trtkit.tools.report import (
     EXIT_USAGE,
     CompareReport,
 )
+from trtkit.tools.runners import EVALUATOR_LABELS, CpuOutputs, Evaluator, run_onnxruntime
 
 __all__ = [
     "DEFAULT_TOLERANCES",
@@ -92,15 +96,8 @@ __all__ = [
     "run_onnxruntime",
 ]
 
-_log = get_logger("compare")
-
 ComparePrecision = Literal["fp32", "tf32", "fp16", "bf16", "int8", "fp8"]
-Evaluator = Literal["auto", "onnxruntime", "reference"]
 
-_ORT_INSTALL: Final = "pip install onnxruntime"
-
-
-# ---- report ------------------------------------------------------------------------------------------------
 
 # ---- inputs ------------------------------------------------------------------------------------------------
 
@@ -119,83 +116,23 @@ def _check_inputs(model: OnnxModel, feeds: Mapping[str, Array]) -> None:
                          f"{', '.join(i.describe() for i in model.inputs())}")
 
 
-def _cast_for(model: OnnxModel, feeds: Mapping[str, Array]) -> dict[str, Array]:
-    """Cast ``feeds`` to ``model``'s declared input dtypes (a converted model may take float16)."""
-    out = dict(feeds)
-    for info in model.inputs():
-        if info.name in out:
-            want = lookup(info.dtype).to_numpy()
-            if out[info.name].dtype != want:
-                out[info.name] = out[info.name].astype(want)
-    return out
+def _given_feeds(inputs: object, data_loader: str | os.PathLike[str] | None, model: OnnxModel,
+                 extra: dict[str, object]) -> dict[str, Array]:
+    """Feeds from ``inputs`` (a mapping or an ``.npz``, checked against ``model``'s checksum) or ``data_loader``."""
+    if data_loader is not None:
+        extra["inputs_from"] = f"data loader {data_loader} (its first feed)"
+        return run_data_loader(data_loader)
+    if isinstance(inputs, str | os.PathLike):
+        refs = load_references(inputs, kind="inputs", model=model)
+        extra["inputs_from"] = refs.describe()
+        return refs.arrays
+    if isinstance(inputs, Mapping):
+        return {str(k): np.asarray(v) for k, v in inputs.items()}
+    raise ConfigError(f"inputs must be a mapping of input name -> array or an .npz path, got {type(inputs).__name__}")
 
 
-# ---- running -----------------------------------------------------------------------------------------------
-
-
-class CpuOutputs(dict[str, Array]):
-    """Outputs by name from :func:`run_onnxruntime`; :attr:`evaluator` names what computed them:
-    ``"onnxruntime"`` (its CPU execution provider) or ``"onnx-reference"`` (ONNX's reference evaluator)."""
-
-    def __init__(self, outputs: Mapping[str, Array], evaluator: str) -> None:
-        super().__init__(outputs)
-        self.evaluator = evaluator
-
-
-def _run_ort(m: OnnxModel, feeds: Mapping[str, Array]) -> dict[str, Array]:
-    ort = deps.require("onnxruntime", purpose="ONNX Runtime, the accuracy reference,", install=_ORT_INSTALL)
-    source: str | bytes = str(m.path) if m.path is not None else m.serialized()
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
-        names = [o.name for o in session.get_outputs()]
-        results = session.run(names, dict(feeds))
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise ModelError(f"ONNX Runtime could not run {m.name}: {type(exc).__name__}: {exc}") from exc
-    return {name: np.asarray(value) for name, value in zip(names, results, strict=True)}
-
-
-def _run_reference(m: OnnxModel, feeds: Mapping[str, Array]) -> dict[str, Array]:
-    from onnx.reference import ReferenceEvaluator
-
-    names = [o.name for o in m.proto.graph.output]
-    try:
-        # From the path, onnx loads external weights beside the model.
-        results = ReferenceEvaluator(str(m.path) if m.path is not None else m.proto).run(names, dict(feeds))
-    except Exception as exc:  # the evaluator raises whatever its NumPy op implementations raise
-        raise ModelError(f"ONNX's reference evaluator could not run {m.name}: {type(exc).__name__}: {exc}") from exc
-    return {name: np.asarray(value) for name, value in zip(names, results, strict=True)}
-
-
-def run_onnxruntime(
-    model: ModelSource | OnnxModel, inputs: Mapping[str, npt.ArrayLike], *, evaluator: Evaluator = "onnxruntime"
-) -> CpuOutputs:
-    """Run ``model`` on the CPU; returns outputs by name, with ``.evaluator`` saying what ran it.
-
-    Inputs are cast to the model's declared input types (a converted model may take float16).
-    ``evaluator``: ``"onnxruntime"`` (its CPU execution provider), ``"reference"`` (ONNX's reference
-    evaluator: NumPy arithmetic in the model's own types, FP16 accumulation included; slow on large models) or
-    ``"auto"`` (ONNX Runtime, falling back to the reference evaluator where ONNX Runtime is missing or cannot
-    run the model).
-
-    Raises:
-        DependencyError: ``evaluator="onnxruntime"`` and onnxruntime is not installed.
-        ModelError: the model cannot be loaded or run.
-    """
-    m = load_onnx(model)
-    feeds = _cast_for(m, {k: np.asarray(v) for k, v in inputs.items()})
-    if evaluator != "reference":
-        try:
-            return CpuOutputs(_run_ort(m, feeds), "onnxruntime")
-        except (DependencyError, ModelError) as exc:
-            if evaluator == "onnxruntime":
-                raise
-            _log.info("%s; using ONNX's reference evaluator", exc)
-    return CpuOutputs(_run_reference(m, feeds), "onnx-reference")
-
-
-_EVALUATOR_LABELS: Final = {"onnxruntime": "ONNX Runtime (CPU)", "onnx-reference": "ONNX's reference evaluator"}
+def _made_by(outputs: CpuOutputs, model: OnnxModel) -> str:
+    return f"{EVALUATOR_LABELS[outputs.evaluator]} running {model.path or model.name} on {platform.node() or '?'}"
 
 
 def _is_onnx(candidate: object) -> bool:
@@ -283,6 +220,12 @@ def compare(
     backend: str | Backend | None = None,
     evaluator: Evaluator = "onnxruntime",
     allow_other_model: bool = False,
+    data_loader: str | os.PathLike[str] | None = None,
+    save_inputs: str | os.PathLike[str] | None = None,
+    save_outputs: str | os.PathLike[str] | None = None,
+    load_outputs: str | os.PathLike[str] | None = None,
+    layerwise: bool = False,
+    tensors: Sequence[str] | None = None,
 ) -> CompareReport:
     """Compare a TensorRT engine, or a second ONNX model, with ONNX Runtime running ``model`` on the CPU.
 
@@ -291,14 +234,14 @@ def compare(
         engine: an engine file (``.engine``/``.plan``, with or without a trtkit manifest); or an ``.onnx`` path,
             bytes, ``onnx.ModelProto`` or ``OnnxModel`` to run on the CPU too (e.g. an FP16 conversion); or None
             to build an engine from ``model`` here (only when this machine can run it).
-        inputs: arrays by input name, or an ``.npz`` path. None generates them from the model's inputs
-            (see :func:`generate_inputs`) with ``seed``.
+        inputs: arrays by input name, or an ``.npz`` path (one written by ``save_inputs`` from another model is
+            refused). None generates them from the model's inputs (see :func:`generate_inputs`) with ``seed``.
         shapes: shapes for dynamic dims when generating inputs (trtexec syntax or a mapping). Default: the
             opt shapes of the engine manifest's first profile.
         seed: seed for generated inputs.
         val_range: ``(lo, hi)`` for generated inputs (or input name -> ``(lo, hi)``): floats uniform in
             ``[lo, hi)``, integers uniform over the integers in ``[lo, hi]``. Default: floats standard normal,
-            integers in ``[0, 8)``.
+            integers by their use (:func:`~trtkit.tools.inputs.integer_input_rules`).
         precision: selects the default tolerance (:data:`DEFAULT_TOLERANCES`) and labels the report. None: from
             the engine's manifest (``int8``/``fp8`` for a Q/DQ model, ``tf32`` for an FP32 build with TF32
             allowed), ``tf32`` when building, else ``fp32``.
@@ -311,6 +254,15 @@ def compare(
             Runtime is missing or cannot run it.
         allow_other_model: compare an engine whose manifest records another ONNX model than ``model`` (e.g.
             one built from a quantized copy); the report notes it. Default: such an engine is refused.
+        data_loader: ``script.py`` (or ``script.py:FUNC``) whose ``load_data()`` yields feed dicts; the first
+            feed is used (instead of ``inputs``).
+        save_inputs: write the inputs fed to this ``.npz``, with ``model``'s checksum.
+        save_outputs: write the reference outputs to this ``.npz``, with ``model``'s checksum and the inputs'.
+        load_outputs: use the reference outputs saved there (by ``save_outputs``, from ``model`` and these
+            inputs) instead of running ``model``; references from another model or other inputs are refused.
+        layerwise: also compare intermediate tensors (:func:`~trtkit.tools.layerwise.compare_layerwise`): the
+            report's ``layerwise`` table names the first tensor beyond tolerance. It does not change the status.
+        tensors: the tensors to compare layer-wise (default: every one); needs ``layerwise``.
 
     Before anything runs, the engine's manifest is checked to name ``model`` (its ONNX sha256) and the input
     shapes to lie inside the engine's profiles; generated inputs are checked to fit in memory before they are
@@ -328,7 +280,7 @@ def compare(
         InputError, ShapeError, ConfigError: the inputs, shapes, value range, precision or tolerance are wrong.
         TrtkitError: building, loading or running the engine failed.
     """
-    for flag, value in (("allow_other_model", allow_other_model),):
+    for flag, value in (("allow_other_model", allow_other_model), ("layerwise", layerwise)):
         if not isinstance(value, bool):
             raise ConfigError(f"{flag} must be True or False, got {value!r}")
     if evaluator not in ("auto", "onnxruntime", "reference"):
@@ -355,6 +307,7 @@ def compare(
         candidate_label = f"an engine built here from {ref_model.path or ref_model.name}"
 
     building = engine is None
+    given_tolerance = tolerance
     chosen = precision or _precision_from(manifest, building)
     if tolerance is None:
         if chosen not in DEFAULT_TOLERANCES:
@@ -372,25 +325,44 @@ def compare(
         a = atol if atol is not None else (tolerance.atol or 0.0)
         tolerance = replace(tolerance, rtol=float(r), atol=float(a))
 
+    if inputs is not None and data_loader is not None:
+        raise ConfigError("give inputs (--load-inputs) or a data loader (--data-loader), not both")
+    if tensors is not None and not layerwise:
+        raise ConfigError("tensors (--tensors) name tensors for the layer-wise comparison: add layerwise=True "
+                          "(--layerwise)")
+    if save_outputs is not None and load_outputs is not None:
+        raise ConfigError("--save-outputs writes the reference that --load-outputs would replace: give one")
+    read = [p for p in (inputs, data_loader, load_outputs, engine_path, onnx_candidate and onnx_candidate.path)
+            if isinstance(p, str | os.PathLike)]
+    for target, flag in ((save_inputs, "--save-inputs"), (save_outputs, "--save-outputs")):
+        if target is not None:
+            ref_model.refuse_overwrite(target, what=flag)
+            if onnx_candidate is not None:
+                onnx_candidate.refuse_overwrite(target, what=flag)
+            refuse_overwrite(target, read, what=flag)
+    if save_inputs is not None and save_outputs is not None:
+        refuse_overwrite(save_inputs, [save_outputs], what="--save-inputs")
+
     generated_seed: int | None = None
     source = f"engine {str(engine_path)!r}"
-    if inputs is None:
+    if inputs is None and data_loader is None:
         wanted = _feed_shapes(ref_model, manifest, shapes)
         if manifest is not None:
             check_engine_shapes(manifest, wanted, source)
         check_input_bytes(ref_model, wanted)
-        feeds = generate_inputs(ref_model, shapes=wanted, seed=seed, val_range=val_range)
+        values = ({t.name: manifest.profiles[0][t.name].opt for t in manifest.inputs
+                   if t.is_shape_tensor and manifest.profiles and t.name in manifest.profiles[0]}
+                  if manifest is not None else {})
+        feeds = generate_inputs(ref_model, shapes=wanted, seed=seed, val_range=val_range, shape_values=values)
         generated_seed = seed
         if val_range is not None:
             extra["val_range"] = val_range if not isinstance(val_range, Mapping) else dict(val_range)
+        rules = integer_input_rules(ref_model, wanted)
+        if rules:
+            extra["integer_inputs"] = {n: k if k != "index" else f"index [0, {size or 1})"
+                                       for n, (k, size) in rules.items()}
     else:
-        if isinstance(inputs, str | os.PathLike):
-            feeds = load_inputs(inputs)
-        elif isinstance(inputs, Mapping):
-            feeds = {str(k): np.asarray(v) for k, v in inputs.items()}
-        else:
-            raise ConfigError(f"inputs must be a mapping of input name -> array or an .npz path, got "
-                              f"{type(inputs).__name__}")
+        feeds = _given_feeds(inputs, data_loader, ref_model, extra)
         empty = [n for n, v in feeds.items() if v.size == 0]
         if empty:
             raise InputError(f"input(s) {', '.join(map(repr, empty))} hold no elements (a 0-size dim): nothing "
@@ -400,17 +372,33 @@ def compare(
     _check_inputs(ref_model, feeds)
     feed_info = {n: (tuple(v.shape), v.dtype.name) for n, v in feeds.items()}
 
-    expected = run_onnxruntime(ref_model, feeds, evaluator="onnxruntime" if evaluator == "onnxruntime" else "auto")
-    reference_label = f"{_EVALUATOR_LABELS[expected.evaluator]} running {ref_model.path or ref_model.name}"
+    expected: Mapping[str, Array]
+    if load_outputs is not None:
+        refs = load_references(load_outputs, kind="outputs", model=ref_model, inputs=feeds)
+        expected, reference_label = refs.arrays, refs.describe()
+    else:
+        ran = run_onnxruntime(ref_model, feeds, evaluator="onnxruntime" if evaluator == "onnxruntime" else "auto")
+        expected, reference_label = ran, _made_by(ran, ref_model)
+        if save_outputs is not None:
+            save_references(save_outputs, ran, ref_model, kind="outputs", inputs=feeds, made_by=reference_label)
+            notes += (f"reference outputs saved to {save_outputs}",)
+    if save_inputs is not None:
+        save_references(save_inputs, feeds, ref_model, kind="inputs")
+        notes += (f"inputs saved to {save_inputs}",)
+    table: LayerwiseReport | None = None
+    if layerwise:
+        explicit = tolerance if (precision, rtol, atol, given_tolerance) != (None, None, None, None) else None
+        table = compare_layerwise(ref_model, onnx_candidate if onnx_candidate is not None else engine_path,
+                                  feeds, tensors=tensors, tolerance=explicit, backend=backend)
 
     def report(outputs: Sequence[OutputComparison] = (), reason: str | None = None, **more: object) -> CompareReport:
         return CompareReport(reference_label, candidate_label, chosen, tolerance, feed_info, tuple(outputs),
-                             reason, generated_seed, {**extra, **more}, notes)
+                             reason, generated_seed, {**extra, **more}, notes, table)
 
     if onnx_candidate is not None:
         _check_inputs(onnx_candidate, feeds)
         actual = run_onnxruntime(onnx_candidate, feeds, evaluator=evaluator)
-        candidate_label = f"{_EVALUATOR_LABELS[actual.evaluator]} running {candidate_name}"
+        candidate_label = f"{EVALUATOR_LABELS[actual.evaluator]} running {candidate_name}"
         return report(compare_outputs(actual, expected, tolerance=tolerance), evaluator=actual.evaluator)
 
     be, missing = _resolve_backend(backend, manifest)

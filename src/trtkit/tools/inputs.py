@@ -12,25 +12,30 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import numpy as np
 
 from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
-from trtkit.dtypes import lookup, random_array
+from trtkit.dtypes import RANDOM_INT_HIGH, lookup, random_array
 from trtkit.errors import ConfigError, InputError, ShapeError
 from trtkit.manifest import Manifest
 from trtkit.profiles import format_shape, parse_shape_spec
 from trtkit.tools.metrics import Array
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = [
     "ValRange",
     "check_engine_shapes",
     "check_input_bytes",
     "generate_inputs",
+    "integer_input_rules",
     "load_inputs",
     "parse_val_range",
     "resolve_input_shapes",
+    "run_data_loader",
 ]
 
 ValRange: TypeAlias = tuple[float, float] | Mapping[str, tuple[float, float]]
@@ -158,20 +163,21 @@ def check_input_bytes(model: ModelSource | OnnxModel, shapes: Mapping[str, Seque
 def parse_val_range(specs: Sequence[str]) -> tuple[float, float] | dict[str, tuple[float, float]] | None:
     """CLI ``--val-range`` values (``LO,HI`` for every input, or ``NAME:LO,HI``; repeatable) -> ``val_range``.
 
-    The name is split from the range at the last ':', so names such as ``input_1:0`` work.
+    The range may be bracketed, as Polygraphy writes it: ``NAME:[LO,HI]``. The name is split from the range at
+    the last ':', so names such as ``input_1:0`` work.
     """
     overall: tuple[float, float] | None = None
     named: dict[str, tuple[float, float]] = {}
     for spec in specs:
         name, _, rng = spec.rpartition(":")
-        parts = rng.split(",")
+        parts = rng.strip().removeprefix("[").removesuffix("]").split(",")
         try:
             if len(parts) != 2:
                 raise ValueError
             lo, hi = (float(p.strip()) for p in parts)
         except ValueError:
             raise ConfigError(f"--val-range {spec!r}: expected LO,HI (e.g. -1,1 or 0,255) or NAME:LO,HI "
-                              "(e.g. x:0,1)") from None
+                              "(e.g. x:0,1 or x:[0,1])") from None
         if name:
             named[name.strip().strip("'\"")] = (lo, hi)
         else:
@@ -233,16 +239,114 @@ def _draw(npd: np.dtype[np.generic], shape: tuple[int, ...], rng: np.random.Gene
     return random_array(npd, shape, rng)  # bools: fair coin flips whatever the range
 
 
+
+# ---- integer inputs: ranges that fit their use -------------------------------------------------------------------
+
+# op -> (input index that holds indices, input index of the data they index, or None for OneHot's depth)
+_INDEX_USES: Final[Mapping[str, tuple[int, int | None]]] = {
+    "Gather": (1, 0), "GatherElements": (1, 0), "GatherND": (1, 0), "ScatterElements": (1, 0),
+    "ScatterND": (1, 0), "OneHot": (0, None),
+}
+# op -> input indices that hold shapes, sizes, axes or counts
+_SHAPE_USES: Final[Mapping[str, frozenset[int]]] = {
+    "Reshape": frozenset({1}), "Expand": frozenset({1}), "Tile": frozenset({1}), "ConstantOfShape": frozenset({0}),
+    "Slice": frozenset({1, 2, 3, 4}), "Range": frozenset({0, 1, 2}), "Resize": frozenset({3}),
+    "TopK": frozenset({1}), "Pad": frozenset({1, 3}), "Unsqueeze": frozenset({1}), "Squeeze": frozenset({1}),
+    "Split": frozenset({1}), "Upsample": frozenset({1}),
+}
+_PASS_THROUGH: Final = frozenset({"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten"})
+
+
+def _known_shapes(m: OnnxModel, resolved: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
+    out = {t.name: tuple(int(d) for d in t.dims) for t in m.proto.graph.initializer}
+    for vi in [*m.proto.graph.value_info, *m.proto.graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        if vi.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            out[vi.name] = tuple(int(d.dim_value) for d in dims)
+    out.update({n: tuple(s) for n, s in resolved.items()})
+    return out
+
+
+def _index_bound(m: OnnxModel, node: onnx.NodeProto, data_index: int | None,
+                 shapes: Mapping[str, tuple[int, ...]]) -> int | None:
+    """The size of the axis that ``node``'s indices index (OneHot: its depth), or None when unknown."""
+    if data_index is None:  # OneHot: the depth is input 1
+        depth = next((t for t in m.proto.graph.initializer if len(node.input) > 1 and t.name == node.input[1]), None)
+        if depth is None:
+            return None
+        from onnx import numpy_helper
+
+        return int(numpy_helper.to_array(depth).reshape(-1)[0])
+    data = shapes.get(node.input[data_index])
+    if not data:
+        return None
+    if node.op_type == "GatherND":
+        return min(data)
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+    return data[axis % len(data)]
+
+
+def integer_input_rules(model: ModelSource | OnnxModel, shapes: Mapping[str, Sequence[int]] | None = None
+                        ) -> dict[str, tuple[str, int | None]]:
+    """How each integer input is generated, from the ops it feeds (through Cast/Reshape/Unsqueeze/...):
+
+    - ``("index", n)``: it indexes a tensor (Gather, GatherElements, GatherND, Scatter*, OneHot): values in
+      ``[0, n)``, ``n`` the size of the indexed axis (the smallest over its uses); ``n`` None when that size is
+      unknown, and then every value is 0;
+    - ``("shape", None)``: it holds shapes, sizes or axes (Reshape, Expand, Slice, Range, Resize, TopK, ...):
+      values from the engine profile's opt values, else it must be given (``--load-inputs``, ``--data-loader``);
+    - ``("count", 8)``: anything else: uniform in ``[0, 8)``.
+    """
+    m = load_onnx(model)
+    graph = m.proto.graph
+    consumers: dict[str, list[tuple[int, int]]] = {}
+    for i, node in enumerate(graph.node):
+        for j, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((i, j))
+    known = _known_shapes(m, shapes or {})
+    rules: dict[str, tuple[str, int | None]] = {}
+    for info in m.inputs():
+        if lookup(info.dtype).to_numpy().kind not in "iu":
+            continue
+        bounds: list[int | None] = []
+        shape_like = False
+        todo, seen = [info.name], {info.name}
+        while todo:
+            for i, j in consumers.get(todo.pop(), []):
+                node = graph.node[i]
+                use = _INDEX_USES.get(node.op_type)
+                if use is not None and j == use[0]:
+                    bounds.append(_index_bound(m, node, use[1], known))
+                elif j in _SHAPE_USES.get(node.op_type, frozenset()):
+                    shape_like = True
+                elif node.op_type in _PASS_THROUGH and j == 0:
+                    for out in node.output:
+                        if out not in seen:
+                            seen.add(out)
+                            todo.append(out)
+        if bounds:
+            sizes = [b for b in bounds if b is not None]
+            rules[info.name] = ("index", min(sizes) if len(sizes) == len(bounds) else None)
+        elif shape_like:
+            rules[info.name] = ("shape", None)
+        else:
+            rules[info.name] = ("count", RANDOM_INT_HIGH)
+    return rules
+
+
 def generate_inputs(
     model: ModelSource | OnnxModel,
     *,
     shapes: str | Mapping[str, Sequence[int]] | None = None,
     seed: int = 0,
     val_range: ValRange | None = None,
+    shape_values: Mapping[str, Sequence[int]] | None = None,
 ) -> dict[str, Array]:
     """Random inputs for ``model``'s inputs, reproducible from ``seed``.
 
-    By default floats are standard normal, integers uniform in ``[0, 8)``, bools fair coin flips. ``val_range``
+    By default floats are standard normal, bools fair coin flips, and integers follow their use
+    (:func:`integer_input_rules`): indices in ``[0, size of the indexed axis)``, shape-like inputs the values in
+    ``shape_values`` (an engine profile's opt values), anything else uniform in ``[0, 8)``. ``val_range``
     ``(lo, hi)`` (or a mapping of input name -> ``(lo, hi)``) draws floats uniformly from ``[lo, hi)`` and
     integers uniformly from the integers in ``[lo, hi]``; bools stay coin flips. Dynamic dims take their size
     from ``shapes`` (trtexec syntax ``"x:1x3x224x224"`` or a mapping); static inputs need no entry.
@@ -251,6 +355,7 @@ def generate_inputs(
         ShapeError: a dynamic input has no shape, a given shape contradicts the model or has a 0 dim, or the
             arrays would not fit in memory (checked before allocating).
         ConfigError: ``val_range`` is not a finite ``(lo, hi)`` pair with ``lo <= hi`` that the dtype holds.
+        InputError: a shape-like integer input has no ``val_range`` and no ``shape_values``.
     """
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
@@ -259,14 +364,34 @@ def generate_inputs(
     _check_range(val_range, list(resolved))
     check_input_bytes(m, resolved)
     rng = np.random.default_rng(int(seed))
+    rules = integer_input_rules(m, resolved)
     out: dict[str, Array] = {}
     for info in m.inputs():
         shape = resolved[info.name]
         npd = lookup(info.dtype).to_numpy()
         bounds = _range_for(val_range, info.name)
-        out[info.name] = random_array(npd, shape, rng) if bounds is None else _draw(npd, shape, rng, bounds,
-                                                                                    info.name)
+        kind, size = rules.get(info.name, ("count", RANDOM_INT_HIGH))
+        if bounds is not None:
+            out[info.name] = _draw(npd, shape, rng, bounds, info.name)
+        elif kind == "index":
+            out[info.name] = rng.integers(0, max(size or 1, 1), size=shape).astype(npd)
+        elif kind == "shape":
+            values = (shape_values or {}).get(info.name)
+            if values is None:
+                raise InputError(f"integer input {info.describe()} holds shapes, sizes or axes (it feeds "
+                                 f"{_shape_use(m, info.name)}): random values would not fit; give its values "
+                                 "(--load-inputs FILE.npz or --data-loader script.py), or --val-range "
+                                 f"{info.name}:LO,HI")
+            out[info.name] = np.broadcast_to(np.asarray(values, dtype=npd).reshape(-1)
+                                             if len(shape) else np.asarray(values, npd).reshape(()), shape).copy()
+        else:
+            out[info.name] = random_array(npd, shape, rng)
     return out
+
+
+def _shape_use(m: OnnxModel, name: str) -> str:
+    ops = sorted({n.op_type for n in m.proto.graph.node if name in n.input and n.op_type in _SHAPE_USES})
+    return ", ".join(ops) or "a shape through Cast/Reshape"
 
 
 def _engine_ranges(manifest: Manifest) -> str:
@@ -295,3 +420,43 @@ def check_engine_shapes(manifest: Manifest, shapes: Mapping[str, Sequence[int]],
     raise ShapeError(f"input shapes {given} lie outside every optimization profile of {source} "
                      f"({_engine_ranges(manifest)}); give shapes inside one (--shapes), or rebuild the engine "
                      "with a profile that covers them")
+
+
+def run_data_loader(script: str | os.PathLike[str]) -> dict[str, Array]:
+    """The first feed yielded by a Polygraphy-style data loader: ``script.py`` with a function ``load_data()``
+    (or ``script.py:NAME`` for another function) that returns or yields dicts of input name -> array.
+
+    Only the first feed is used; the script runs in this process (it is code: run only scripts you trust).
+
+    Raises:
+        InputError: the script is missing, fails, has no such function, or yields nothing or no dict of arrays.
+    """
+    import importlib.util
+
+    text = os.fspath(script)
+    path_text, sep, func = text.rpartition(":")
+    if not sep or not path_text.endswith(".py"):
+        path_text, func = text, "load_data"
+    path = Path(path_text)
+    if not path.is_file():
+        raise InputError(f"--data-loader: script {str(path)!r} does not exist")
+    spec = importlib.util.spec_from_file_location(f"trtkit_data_loader_{abs(hash(str(path.resolve())))}", path)
+    if spec is None or spec.loader is None:
+        raise InputError(f"--data-loader: cannot load {str(path)!r} as a Python script")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        loader = getattr(module, func, None)
+        if not callable(loader):
+            raise InputError(f"--data-loader: {str(path)!r} defines no function {func}(); define {func}() that "
+                             "yields dicts of input name -> array")
+        result = loader()
+        first = result if isinstance(result, Mapping) else next(iter(result), None)
+    except InputError:
+        raise
+    except Exception as exc:  # the user's script raises whatever it raises
+        raise InputError(f"--data-loader {str(path)!r} failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(first, Mapping) or not first:
+        raise InputError(f"--data-loader: {func}() in {str(path)!r} yielded {type(first).__name__}, not a dict of "
+                         "input name -> array")
+    return {str(k): np.asarray(v) for k, v in first.items()}

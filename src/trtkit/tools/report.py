@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from trtkit.profiles import format_shape
 from trtkit.tools.metrics import OutputComparison, Tolerance
+
+if TYPE_CHECKING:
+    from trtkit.tools.layerwise import LayerwiseReport
 
 __all__ = [
     "EXIT_CANNOT_RUN",
@@ -67,6 +70,8 @@ class CompareReport:
     range generated inputs were drawn from; ``model_check``: whether the engine's manifest names MODEL."""
     notes: tuple[str, ...] = ()
     """Things the reader should know (e.g. the engine was built from another model); printed by :meth:`format`."""
+    layerwise: LayerwiseReport | None = None
+    """The layer-wise table (``compare(..., layerwise=True)``); it does not change :attr:`status`."""
 
     @property
     def ran(self) -> bool:
@@ -105,15 +110,24 @@ class CompareReport:
             "inputs": {n: {"shape": list(s), "dtype": d} for n, (s, d) in self.inputs.items()},
             "outputs": [o.to_dict() for o in self.outputs], "not_checked": list(self.not_checked),
             "notes": list(self.notes), **dict(self.extra),
+            "layerwise": self.layerwise.to_dict() if self.layerwise is not None else None,
         }
 
     def format(self) -> str:
-        """A human-readable table."""
+        """A human-readable table, and the layer-wise table after it when there is one."""
+        text = self._format_outputs()
+        if self.layerwise is None:
+            return text
+        return f"{text}\nlayer-wise (intermediate tensors, in topological order):\n{self.layerwise.format()}"
+
+    def _format_outputs(self) -> str:
         lines = [f"reference: {safe_text(self.reference)}", f"candidate: {safe_text(self.candidate)}"]
         feeds = ", ".join(f"{safe_text(n)} {d}[{format_shape(s)}]" for n, (s, d) in self.inputs.items())
         src = f" (generated, seed {self.seed})" if self.seed is not None else ""
         if self.seed is not None and self.extra.get("val_range") is not None:
             src = f" (generated, seed {self.seed}, range {self.extra['val_range']})"
+        if self.extra.get("inputs_from"):
+            src = f" ({self.extra['inputs_from']})"
         lines.append(f"inputs:    {feeds}{src}")
         lines.append(f"tolerance: {self.precision}: {self.tolerance.describe()}")
         lines += [f"note: {safe_text(n)}" for n in self.notes]
