@@ -158,3 +158,21 @@ def test_the_build_result_and_its_errors_come_back() -> None:
 
     with pytest.raises(RuntimeError, match="from the builder"):
         run_interruptibly(fail, threading.Event())
+
+
+def test_the_build_thread_uses_the_callers_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full TensorRT builds for the current device, which is per thread: the worker must take the caller's.
+    (No GPU here, so the CUDA calls are stood in for; the threads are real.)"""
+    import threading
+
+    from trtkit.builder import build
+    from trtkit.builder.progress import run_interruptibly
+
+    device_of: dict[int, int] = {}
+    monkeypatch.setattr(build, "current_device", lambda: 3)
+    monkeypatch.setattr(build, "set_device", lambda index: device_of.__setitem__(threading.get_ident(), index))
+
+    def work() -> int:
+        return device_of.get(threading.get_ident(), 0)
+
+    assert run_interruptibly(build._on_this_device(work), threading.Event()) == 3

@@ -11,9 +11,10 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from trtkit import dtypes
 from trtkit._version import __version__
@@ -46,10 +47,11 @@ from trtkit.errors import (
     ConfigError,
     ModelError,
     OnnxParseError,
+    TrtkitError,
     UnsupportedFeatureError,
 )
 from trtkit.files import sha256_bytes
-from trtkit.gpu import sm_name
+from trtkit.gpu import current_device, set_device, sm_name
 from trtkit.log import get_logger
 from trtkit.manifest import BuiltEngine, Manifest, TensorInfo
 from trtkit.profiles import InputInfo, Profile, ProfilesLike, normalize_profiles, resolve_profiles
@@ -57,6 +59,7 @@ from trtkit.profiles import InputInfo, Profile, ProfilesLike, normalize_profiles
 __all__ = ["build_engine", "check_build_arguments"]
 
 _log = get_logger("builder")
+_T = TypeVar("_T")
 
 # ---- steps ------------------------------------------------------------------------------------------------
 
@@ -237,6 +240,26 @@ def _resolve_progress(progress: bool | ProgressCallback | None) -> tuple[Progres
     return progress, None
 
 
+def _on_this_device(work: Callable[[], _T]) -> Callable[[], _T]:
+    """``work`` made to run on the calling thread's current CUDA device, from any thread.
+
+    The current device is per thread, and full TensorRT builds for the current device: the build runs on a worker
+    thread (see :func:`~trtkit.builder.progress.run_interruptibly`), which must use the caller's device, not 0.
+    Without CUDA (TensorRT-RTX on a machine without a GPU) there is no device to carry over.
+    """
+    try:
+        device: int | None = current_device()
+    except TrtkitError:
+        device = None
+
+    def on_device() -> _T:
+        if device is not None:
+            set_device(device)
+        return work()
+
+    return on_device
+
+
 def check_build_arguments(config: object, progress: object = None, cancel: object = None,
                           save_converted_model: object = None) -> BuildConfig:
     """The argument types of :func:`build_engine` (ConfigError naming the argument), and the config to use."""
@@ -307,8 +330,8 @@ class _Attempt:
                 _log.info("building %s with %s (%d profile(s))", name, be.label, len(net.profiles))
                 started = _dt.datetime.now(_dt.UTC)
                 with be.capture(on_interrupt=sigint.event) as cap:
-                    serialized = run_interruptibly(
-                        lambda: net.builder.build_serialized_network(net.network, net.cfg), sigint.event)
+                    serialized = run_interruptibly(_on_this_device(
+                        lambda: net.builder.build_serialized_network(net.network, net.cfg)), sigint.event)
             finally:
                 if bar is not None:
                     bar.close()
