@@ -31,6 +31,9 @@ class _NoGpuCudart:
     def cudaGetDeviceCount(self) -> tuple[_Status, int]:
         return self.status, 0
 
+    def cudaGetDevice(self) -> tuple[_Status, int]:  # fails the same way without a driver or a device
+        return self.status, 0
+
     def cudaGetErrorString(self, status: _Status) -> tuple[_Status, bytes]:
         return _Status.cudaSuccess, b"CUDA driver version is insufficient for CUDA runtime version"
 
