@@ -28,6 +28,7 @@ from trtkit.runtime import (
     validate_inputs,
 )
 from trtkit.runtime.loading import _deserialize
+from trtkit.runtime.shapes import ShapeTracker
 from trtkit.tools.bench import summarize
 
 
@@ -257,6 +258,34 @@ def test_double_rejects_shapes_outside_profile_and_execute_without_shapes() -> N
     assert tuple(ctx.get_tensor_shape("y")) == (4, 4)
     assert ctx.set_optimization_profile_async(2, 1) is False
     assert ctx.set_tensor_address("nope", 256) is False
+
+
+def test_failed_shape_update_is_not_mistaken_for_the_last_good_one() -> None:
+    # A call whose shapes TensorRT rejects leaves the context (and the shape-tensor host buffer) holding its
+    # values: the next call with the previous shapes must set them again, not skip as "unchanged".
+    be = _be()
+    plan = trt_double.make_plan(
+        op="reshape", inputs=[("x", "FLOAT", (-1,)), ("shape", "INT64", (2,))], outputs=[("y", "FLOAT", (-1, -1))],
+        shape_tensors=["shape"], profiles=[{"x": ((1,), (12,), (64,)), "shape": ((1, 1), (3, 4), (8, 8))}])
+    eng = _engine(be, plan)
+    specs = describe_tensors(eng)
+    ctx = eng.create_execution_context()
+    host = {"shape": np.zeros(2, np.int64)}
+
+    def bind(name: str, addr: int) -> None:
+        assert ctx.set_tensor_address(name, addr)
+
+    tracker = ShapeTracker(be, ctx, specs[:2], specs[2:], [4], host, None, lambda h: None,  # type: ignore[arg-type]
+                           user_memory=False)
+    good = ((12,), (2,), (3, 4))
+    tracker.update(good, good[:2], good[2:], None, 0, bind)  # type: ignore[arg-type]
+    bad = ((12,), (2,), (5, 5))  # inside the profile, but not 12 elements: infer_shapes raises
+    with pytest.raises(ExecutionError, match=r"infer_shapes\(\) failed"):
+        tracker.update(bad, bad[:2], bad[2:], None, 0, bind)  # type: ignore[arg-type]
+    assert tracker.key is None and tracker.state is None
+    state, _ = tracker.update(good, good[:2], good[2:], None, 0, bind)  # type: ignore[arg-type]
+    assert tracker.key == good and state.out_shapes == ((3, 4),) and list(host["shape"]) == [3, 4]
+    assert tuple(ctx.get_tensor_shape("y")) == (3, 4)
 
 
 # ---- benchmark statistics and CLI ----------------------------------------------------------------------------

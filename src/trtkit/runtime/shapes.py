@@ -84,6 +84,9 @@ class ShapeTracker:
         for USER_MANAGED context memory, ``update_device_memory_size_for_shapes`` and ``set_device_memory`` after
         every shape change (the header: the memory partition is invalidated otherwise).
         """
+        # Forget the last call's shapes first: if this update fails halfway, the context (and the shape-tensor
+        # host buffers) no longer hold them, and the next call must set them again rather than skip.
+        self.key = self.state = None
         shapes = dict(zip(self._in_names, key, strict=True))
         given = dict(zip(self._host_in, values, strict=True))
         state = self._states.get(full)
