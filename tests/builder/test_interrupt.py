@@ -176,3 +176,21 @@ def test_the_build_thread_uses_the_callers_cuda_device(monkeypatch: pytest.Monke
         return device_of.get(threading.get_ident(), 0)
 
     assert run_interruptibly(build._on_this_device(work), threading.Event()) == 3
+
+
+def test_sigint_while_parsing_stops_before_the_build(rtx: Backend, deep_model: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from trtkit.builder import build as build_module
+
+    real_parse = build_module.parse_into
+    started: list[object] = []
+
+    def parse_then_sigint(*args: object) -> None:
+        real_parse(*args)  # type: ignore[arg-type]
+        os.kill(os.getpid(), signal.SIGINT)  # SigintCancels only records it
+
+    monkeypatch.setattr(build_module, "parse_into", parse_then_sigint)
+    monkeypatch.setattr(build_module, "run_interruptibly", lambda *a: started.append(a))
+    with pytest.raises(KeyboardInterrupt):
+        build_engine(deep_model, backend=rtx, progress=False)
+    assert started == []

@@ -58,3 +58,12 @@ def test_model_files_lists_the_weight_files(tmp_path: Path) -> None:
     path = matmul_external(tmp_path)
     assert load_onnx(path).files() == [path, tmp_path / "mm.weights"]
     assert load_onnx(conv_relu()).files() == []
+
+
+def test_onnx_output_whose_weight_file_is_an_input_is_refused(tmp_path: Path) -> None:
+    """An ONNX output X may get its weights in X.data (save_onnx): that must not be an input either."""
+    model = load_onnx(matmul_external(tmp_path))
+    (tmp_path / "w.onnx.data").symlink_to(tmp_path / "mm.weights")
+    with pytest.raises(ConfigError, match="is also an input"):
+        model.refuse_onnx_overwrite(tmp_path / "w.onnx", what="the reduced model")
+    model.refuse_onnx_overwrite(tmp_path / "other.onnx", what="the reduced model")

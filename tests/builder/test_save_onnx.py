@@ -167,3 +167,19 @@ def test_quantize_writes_its_output_atomically(tmp_path: Path, fake_modelopt: No
         quantize(src, np.zeros((2, 64), np.float32), output_path=out)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.onnx", "m.onnx"]
+
+
+def test_big_converted_model_is_saved_with_its_weights(tmp_path: Path, external: None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A converted model over 2 GiB is kept in a temporary folder, its weights in a file there; saving it must
+    write the weights beside the output, not name the temporary file."""
+    pytest.importorskip("onnxconverter_common")
+    from trtkit.builder import conversion
+    from trtkit.builder.conversion import convert_model
+
+    monkeypatch.setattr(conversion, "needs_external_data", lambda proto: True)
+    converted = convert_model(matmul(0.5), "fp16", converter="onnxconverter")
+    out = converted.save(tmp_path / "out.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.onnx", "out.onnx.data"]
+    assert weights(out).dtype == np.float16
+    np.testing.assert_array_equal(weights(out), (np.arange(64 * 32) * 0.5).reshape(64, 32).astype(np.float16))

@@ -13,7 +13,6 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 from trtkit import dtypes
@@ -325,6 +324,8 @@ class _Attempt:
         with SigintCancels() as sigint:
             try:
                 net = _define_network(be, config, precision, target, parsed_model, self.profiles)
+                if sigint.fired:  # Ctrl-C while parsing: do not start a build only to cancel it
+                    raise BuildCancelledError(f"the build of {name} was interrupted (Ctrl-C)")
                 monitor, state = make_monitor(be.trt, callback, self.cancel, sigint.event)
                 net.cfg.progress_monitor = monitor
                 _log.info("building %s with %s (%d profile(s))", name, be.label, len(net.profiles))
@@ -409,9 +410,7 @@ def build_engine(
     be = get_backend(backend)
     onnx_model = load_onnx(model)
     if save_converted_model is not None:
-        out = Path(save_converted_model)
-        for target_path in (out, out.with_name(f"{out.name}.data")):  # save_onnx's external-data file
-            onnx_model.refuse_overwrite(target_path, what="save_converted_model")
+        onnx_model.refuse_onnx_overwrite(save_converted_model, what="save_converted_model")
     profiles = normalize_profiles(shapes)
     _check_options(be, config)
     target = build_target(be, config)

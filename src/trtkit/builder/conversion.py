@@ -57,8 +57,13 @@ class Conversion:
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the converted model (weights inline below 2 GiB, else in ``<name>.data`` beside it)."""
-        return save_onnx(self.model.proto, path)
+        """Write the converted model (weights inline below 2 GiB, else in ``<name>.data`` beside it).
+
+        A converted model over 2 GiB lives in a temporary folder with its weights in a file there; its proto only
+        names that file, so the weights are loaded back before saving, or the saved model would name a file that
+        is not beside it.
+        """
+        return save_onnx(self.model.proto_with_weights(), path)
 
 
 def converted_model_path(plan_path: str | os.PathLike[str]) -> Path:

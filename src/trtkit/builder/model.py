@@ -180,6 +180,13 @@ class OnnxModel:
         or one of its external weight files."""
         refuse_overwrite(output, self.files(), what=what)
 
+    def refuse_onnx_overwrite(self, output: str | os.PathLike[str], *, what: str) -> None:
+        """:meth:`refuse_overwrite` for an ONNX output written by :func:`save_onnx`: ``output`` and the
+        ``<name>.data`` weight file it may write beside it."""
+        out = Path(output)
+        for path in (out, out.with_name(f"{out.name}.data")):
+            self.refuse_overwrite(path, what=what)
+
     def proto_with_weights(self) -> onnx.ModelProto:
         """A copy of :attr:`proto` with its external weights loaded into it."""
         mod = _onnx()

@@ -33,7 +33,7 @@ def reduce_command(model: Path, output: Path, fails_when: FailsWhen, as_json: bo
     if min_shapes or opt_shapes or max_shapes or len(shapes) > 1:
         raise click.UsageError("debug reduce takes fixed shapes only: one --shapes x:1x3x224x224[,y:...]")
     onnx_model = load_onnx(model)
-    onnx_model.refuse_overwrite(output, what="the reduced model")
+    onnx_model.refuse_onnx_overwrite(output, what="the reduced model")
     report = reduce_model(onnx_model, fails_when=fails_when, shapes=shapes[0] if shapes else None,
                           config=make_config(opts), backend=backend)
     save_onnx(report.proto, output)

@@ -57,8 +57,7 @@ def sanitize_command(model: Path, output: Path, freeze: tuple[str, ...], shapes:
                          lower_dynamic_quant=lower_dynamic_quant)
     profiles = profiles_from_trtexec(shapes, (), (), ())
     onnx_model = load_onnx(model)
-    for path in (output, output.with_name(f"{output.name}.data")):  # save_onnx's external-data file
-        onnx_model.refuse_overwrite(path, what="the sanitized model")
+    onnx_model.refuse_onnx_overwrite(output, what="the sanitized model")
     check_freeze(config, onnx_model, profiles)
     started = time.perf_counter()
     prepared = prepare(onnx_model, replace(prepare_options(config), fold=fold), profiles)

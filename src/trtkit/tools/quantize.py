@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Literal, TypeAlias
 
 import numpy as np
@@ -80,9 +79,7 @@ def quantize(
     onnx = require("onnx", purpose="quantize", install="pip install onnx")
     src = load_onnx(model)
     if output_path is not None:
-        out_path = Path(output_path)
-        for target in (out_path, out_path.with_name(f"{out_path.name}.data")):  # save_onnx's weight file
-            src.refuse_overwrite(target, what="output_path")
+        src.refuse_onnx_overwrite(output_path, what="output_path")
     arrays = _calibration_arrays(calibration_data, [i.name for i in src.inputs()])
     with tempfile.TemporaryDirectory(prefix="trtkit-quantize-") as tmp:
         path = save_onnx(src.proto_with_weights(), os.path.join(tmp, "model.onnx"))
