@@ -100,3 +100,44 @@ def test_lock_excludes_other_processes(tmp_path: Path) -> None:
     with HolderLock(lock_path, timeout=5):
         pass
     assert not lock_path.exists()
+
+
+@pytest.mark.parametrize("target", ["x.npy", "m.engine", "m.engine.manifest.json", "sub/../x.npy"])
+def test_run_never_writes_its_outputs_over_what_it_reads(tmp_path: Path, target: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    from trtkit.cli.main import main
+
+    np.save(tmp_path / "x.npy", np.ones(3, np.float32))
+    (tmp_path / "m.engine").write_bytes(b"plan")
+    (tmp_path / "m.engine.manifest.json").write_bytes(b"{}")
+    (tmp_path / "sub").mkdir()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    rc = main(["run", str(tmp_path / "m.engine"), "--input", f"x={tmp_path / 'x.npy'}", "-o", str(tmp_path / target)])
+    assert rc == 1 and "is also an input" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_run_writes_its_outputs_whole_where_asked_with_the_umask(tmp_path: Path, umask: None,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    import numpy as np
+
+    from trtkit.cli.main import main
+
+    run_cli = sys.modules["trtkit.cli.run"]
+
+    class _Loaded:
+        def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {"y": feeds["x"] * 2}
+
+    monkeypatch.setattr(run_cli, "load_engine", lambda *a, **k: contextlib.nullcontext(_Loaded()))
+    np.save(tmp_path / "x.npy", np.arange(3, dtype=np.float32))
+    out = tmp_path / "y.bin"  # numpy.savez(path) would have written y.bin.npz
+    assert main(["run", str(tmp_path / "m.engine"), "--input", f"x={tmp_path / 'x.npy'}", "-o", str(out)]) == 0
+    with np.load(out) as data:
+        np.testing.assert_array_equal(data["y"], [0, 2, 4])
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy", "y.bin"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypedDict, TypeVar
@@ -11,6 +12,9 @@ import numpy as np
 import numpy.typing as npt
 
 from trtkit.errors import InputError
+from trtkit.files import atomic_write, refuse_overwrite
+from trtkit.manifest import manifest_path
+from trtkit.profiles import format_shape
 from trtkit.runtime.loading import load_engine
 from trtkit.text import safe_lines
 
@@ -90,12 +94,17 @@ def run_command(engine: Path, inputs: tuple[str, ...], output: Path | None, devi
     arrays = _load_inputs(inputs)
     if not arrays:
         raise InputError("no inputs given; pass --input NAME=FILE.npy for each engine input")
+    out = output or engine.with_name(engine.name + ".outputs.npz")
+    read = [engine, manifest_path(engine), *(Path(item.split("=", 1)[1]) for item in inputs), *map(Path, plugins),
+            *([Path(lean_runtime)] if lean_runtime else [])]
+    refuse_overwrite(out, read, what="--output")  # before the run
     with load_engine(engine, device=device, backend=backend,
                      **load_kwargs(plugins, allow_host_code, lean_runtime)) as le:
         result = {name: np.asarray(value) for name, value in le.infer(arrays).items()}
-    out = output or engine.with_name(engine.name + ".outputs.npz")
-    np.savez(out, **result)  # type: ignore[arg-type]  # the stub takes the mapping for allow_pickle=
+    buf = io.BytesIO()  # written whole, then moved into place: never a half-written file at ``out``
+    np.savez(buf, **result)  # type: ignore[arg-type]  # the stub takes the mapping for allow_pickle=
+    atomic_write(out, buf.getbuffer(), error=InputError)
     for name, arr in result.items():
-        _echo(f"{name}: {arr.dtype}[{'x'.join(str(d) for d in arr.shape)}]")
+        _echo(f"{name}: {arr.dtype}[{format_shape(arr.shape)}]")
     _echo(f"wrote {out}")
     return 0

@@ -235,29 +235,22 @@ def _derive_from_shared_dims(open_inputs: Sequence[InputInfo],
 
 def _missing_message(missing: Sequence[InputInfo], index: int | None) -> str:
     where = "no shapes were given" if index is None else f"profile {index} leaves them out"
+    flags, left_out = _example_flags(missing)
     parts = []
-    for info in missing:
+    replace = []
+    for info in missing:  # what is open, and (for the inputs the example flags cover) what to replace
         if info.is_shape_tensor:
             parts.append(f"input {info.describe()} is a shape tensor: give its values")
-        else:
-            axes = ", ".join(
-                f"{a} ({info.dim_names[a]})" if a < len(info.dim_names) and info.dim_names[a] else str(a)
-                for a in info.dynamic_axes
-            )
-            parts.append(f"input {info.describe()} has dynamic dims at {axes}")
-    flags, left_out = _example_flags(missing)
-    replace = []
-    for info in missing:
-        if info.name in left_out:
-            continue
-        if info.is_shape_tensor:
-            replace.append(f"the values of {safe(info.name)!r}")
+            what = f"the values of {safe(info.name)!r}"
         else:
             axes = ", ".join(
                 f"{a} ({safe(info.dim_names[a])})" if a < len(info.dim_names) and info.dim_names[a] else str(a)
                 for a in info.dynamic_axes
             )
-            replace.append(f"{safe(info.name)!r} dim{'s' if len(info.dynamic_axes) > 1 else ''} {axes}")
+            parts.append(f"input {info.describe()} has dynamic dims at {axes}")
+            what = f"{safe(info.name)!r} dim{'s' if len(info.dynamic_axes) > 1 else ''} {axes}"
+        if info.name not in left_out:
+            replace.append(what)
     text = f"the model has inputs whose sizes are open and {where}:\n  " + "\n  ".join(parts)
     if flags:
         text += (

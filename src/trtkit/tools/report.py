@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
 from trtkit.profiles import format_shape
+from trtkit.text import safe
 from trtkit.tools.metrics import OutputComparison, Tolerance
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ __all__ = [
     "EXIT_USAGE",
     "CompareReport",
     "Status",
-    "safe_text",
 ]
 
 EXIT_OK: Final = 0
@@ -121,8 +121,8 @@ class CompareReport:
         return f"{text}\nlayer-wise (intermediate tensors, in topological order):\n{self.layerwise.format()}"
 
     def _format_outputs(self) -> str:
-        lines = [f"reference: {safe_text(self.reference)}", f"candidate: {safe_text(self.candidate)}"]
-        feeds = ", ".join(f"{safe_text(n)} {d}[{format_shape(s)}]" for n, (s, d) in self.inputs.items())
+        lines = [f"reference: {safe(self.reference)}", f"candidate: {safe(self.candidate)}"]
+        feeds = ", ".join(f"{safe(n)} {d}[{format_shape(s)}]" for n, (s, d) in self.inputs.items())
         src = f" (generated, seed {self.seed})" if self.seed is not None else ""
         if self.seed is not None and self.extra.get("val_range") is not None:
             src = f" (generated, seed {self.seed}, range {self.extra['val_range']})"
@@ -130,17 +130,17 @@ class CompareReport:
             src = f" ({self.extra['inputs_from']})"
         lines.append(f"inputs:    {feeds}{src}")
         lines.append(f"tolerance: {self.precision}: {self.tolerance.describe()}")
-        lines += [f"note: {safe_text(n)}" for n in self.notes]
+        lines += [f"note: {safe(n)}" for n in self.notes]
         if not self.ran:
-            lines.append(f"NOT RUN: the engine cannot run on this machine: {safe_text(str(self.reason))}")
+            lines.append(f"NOT RUN: the engine cannot run on this machine: {safe(str(self.reason))}")
             lines.append("(`trtkit doctor` shows what this machine has; the ONNX Runtime reference did run.)")
             return "\n".join(lines)
         lines.append(f"  {'output':<20} {'shape':<16} {'max abs':>10} {'max rel':>10} {'mean abs':>10} "
                      f"{'mismatch':>16} {'cosine':>10}")
         for o in self.outputs:
-            name = safe_text(o.name)
+            name = safe(o.name)
             if o.problem is not None:
-                lines.append(f"  {name:<20} FAIL: {safe_text(o.problem)}")
+                lines.append(f"  {name:<20} FAIL: {safe(o.problem)}")
                 continue
             mism = f"{o.mismatches}/{o.size}" if self.tolerance.elementwise else "-"
             cosine = f"{o.cosine:>10.6f}" if o.cosine_checked else f"{'-':>10}"
@@ -157,15 +157,9 @@ class CompareReport:
         elif not self.outputs:
             lines.append("NOT CHECKED: there were no outputs to compare")
         else:
-            names = ", ".join(map(repr, map(safe_text, self.not_checked)))
+            names = ", ".join(map(repr, map(safe, self.not_checked)))
             lines.append(f"NOT CHECKED: nothing meaningful was compared for {names} (the reference is all within "
                          f"atol of zero, so any output near zero would match); this is not a pass: "
                          f"{_NOT_CHECKED_FIX}")
         return "\n".join(lines)
 
-
-def safe_text(text: str) -> str:
-    """``text`` with control characters escaped, so names from a model cannot drive the terminal."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
