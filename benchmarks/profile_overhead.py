@@ -22,6 +22,7 @@ from support import trt_double
 from trtkit.backend import Backend
 from trtkit.engine import Engine
 from trtkit.runtime import load_engine, memory
+from trtkit.runtime.memory.streams import upload
 
 N = 3000
 
@@ -104,12 +105,31 @@ def main() -> None:
         eng(x)
         s.sync()
 
-    for name, fn in (("raw", raw_call), ("ctx_out", ctx_out), ("ctx_pool", ctx_pool), ("facade", facade)):
+    import numpy as np
+
+    xn = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    ctx_np = le.create_context()
+    blk("pinned.empty((64, 4) f32) (freed by gc)", lambda: le.pinned.empty((64, 4), np.float32, ctx_np.stream))
+    blk("stream.sync() (idle stream)", lambda: ctx_np.stream.sync())
+    blk("upload(dptr, x, staging)",
+        lambda: upload(ctx_np._device_buffer("x", xn.nbytes), xn,
+                              ctx_np._pinned_buffer("x", xn.nbytes), ctx_np._handle))
+
+    def ctx_numpy() -> None:
+        ctx_np.infer(xn)
+
+    def facade_numpy() -> None:
+        eng(xn)
+
+    calls = (("raw", raw_call), ("ctx_out", ctx_out), ("ctx_pool", ctx_pool), ("facade", facade),
+             ("ctx_numpy", ctx_numpy), ("facade_numpy", facade_numpy))
+    for name, fn in calls:
         lines.append(f"{'call ' + name:<50} {per_call_us(fn):8.2f} us")
     text = "\n".join(lines)
     print(text)
     reports = [text]
-    for name, fn in (("ctx_out", ctx_out), ("facade", facade)):
+    for name, fn in (("ctx_out", ctx_out), ("facade", facade), ("ctx_numpy", ctx_numpy),
+                     ("facade_numpy", facade_numpy)):
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(N):

@@ -11,15 +11,16 @@ import sys
 import textwrap
 from pathlib import Path
 
+import onnx
 import pytest
 from support.onnx_factory import conv_relu
 
 import trtkit.cache as cache_mod
 from trtkit.backend import Backend
 from trtkit.builder import BuildConfig
-from trtkit.builder.model import load_onnx
+from trtkit.builder.model import OnnxModel, load_onnx
 from trtkit.builder.precision import plan_precision
-from trtkit.cache import EngineCache, default_cache_dir
+from trtkit.cache import EngineCache, ModelStep, default_cache_dir, step_model_path
 from trtkit.errors import ConfigError
 from trtkit.files import LockTimeoutError
 
@@ -266,3 +267,71 @@ def test_waiting_behind_a_stopped_builder_times_out_naming_it(rtx: Backend, tmp_
     finally:
         holder.kill()
         holder.wait()
+
+
+# ---- a model step before the build (quantization uses it) ---------------------------------------------------
+
+
+def _renaming_step(calls: list[str], tag: str = "a") -> ModelStep:
+    """A step that returns the model with a new graph name (a different model, same engine layers)."""
+
+    def run(model: OnnxModel) -> tuple[OnnxModel, dict[str, object]]:
+        calls.append(tag)
+        proto = onnx.ModelProto()
+        proto.CopyFrom(model.proto)
+        proto.graph.name = f"stepped-{tag}"
+        return load_onnx(proto), {"tag": tag}
+
+    return ModelStep("renaming", {"tag": tag}, run, suffix="renamed")
+
+
+def test_a_step_runs_on_a_miss_only_and_its_model_is_kept_beside_the_engine(
+        rtx: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = EngineCache(tmp_path)
+    model = conv_relu(dims=(1, 3, 8, 8))
+    calls: list[str] = []
+    built, hit = cache.get_or_build(model, backend=rtx, progress=False, step=_renaming_step(calls))
+    assert not hit and calls == ["a"]
+    key = cache.key(load_onnx(model), [], BuildConfig(), rtx, step=_renaming_step([]))
+    kept = step_model_path(cache.path_for(key), "renamed")
+    assert kept == tmp_path / f"{key}.engine.renamed.onnx" and kept.is_file()
+    assert onnx.load(kept).graph.name == "stepped-a"
+    record = built.manifest.extra["renaming"]
+    assert record["tag"] == "a" and record["model_sha256"] == load_onnx(kept).sha256
+    assert record["source_onnx"]["sha256"] == load_onnx(model).sha256
+    assert built.manifest.onnx["sha256"] == record["model_sha256"]  # the engine was built from the step's model
+    (entry,) = cache.entries()
+    assert entry.size >= kept.stat().st_size + len(built.plan)
+
+    monkeypatch.setattr(cache_mod, "build_engine", lambda *a, **k: pytest.fail("a hit must not build"))
+    again, hit = cache.get_or_build(model, backend=rtx, progress=False, step=_renaming_step(calls))
+    assert hit and calls == ["a"] and again.manifest == built.manifest
+
+
+def test_the_step_identity_is_part_of_the_key(rtx: Backend) -> None:
+    cache = EngineCache("unused")
+    model = load_onnx(conv_relu(dims=(1, 3, 8, 8)))
+    plain = cache.key(model, [], BuildConfig(), rtx)
+    a = cache.key(model, [], BuildConfig(), rtx, step=_renaming_step([], "a"))
+    assert len({plain, a, cache.key(model, [], BuildConfig(), rtx, step=_renaming_step([], "b"))}) == 3
+    assert cache.key(model, [], BuildConfig(), rtx, step=_renaming_step([], "a")) == a
+
+
+def test_removing_an_entry_removes_its_step_model_and_orphans_are_pruned(rtx: Backend, tmp_path: Path) -> None:
+    cache = EngineCache(tmp_path)
+    for seed in range(2):
+        cache.get_or_build(conv_relu(dims=(1, 3, 8, 8), seed=seed), backend=rtx, progress=False,
+                           step=_renaming_step([]))
+    first, second = cache.entries()
+    cache.remove(first.key)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == sorted(
+        [f"{second.key}.engine", f"{second.key}.engine.manifest.json", f"{second.key}.engine.renamed.onnx"])
+    second.path.unlink()  # a writer that died after the step's model and before the engine leaves this
+    orphan = step_model_path(second.path, "renamed")
+    assert orphan in [p for p, _ in cache.strays()]
+    assert orphan in cache.remove_strays() and not orphan.exists()
+
+
+def test_a_bad_step_suffix_is_refused() -> None:
+    with pytest.raises(ConfigError, match="lowercase letters and digits"):
+        ModelStep("x", {}, lambda m: (m, {}), suffix="../evil")

@@ -17,9 +17,9 @@ EXPORTS = {
     "trtkit": [
         "BuildCancelledError", "BuildConfig", "BuildError", "BuiltEngine", "ClosedError", "ConfigError",
         "CudaError", "DependencyError", "Engine", "EngineCache", "EngineFileError", "EngineIncompatibleError",
-        "ExecutionError", "InputError", "LockTimeoutError", "ModelError", "OnnxParseError", "Profile", "ShapeError",
-        "ShapeRange", "TritonExportError", "TrtkitError", "UnsupportedFeatureError", "__version__", "build_engine",
-        "load_engine",
+        "EnginePool", "ExecutionError", "InputError", "LockTimeoutError", "ModelError", "OnnxParseError", "Profile",
+        "ShapeError", "ShapeRange", "TritonExportError", "TrtkitError", "UnsupportedFeatureError", "__version__",
+        "build_engine", "load_engine", "serve",
     ],
     "trtkit.builder": ["BuildConfig", "BuiltEngine", "build_engine", "parse_size"],
     "trtkit.runtime": [

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from trtkit.cache import EngineCache
     from trtkit.engine import Engine, load_engine
     from trtkit.manifest import BuiltEngine
+    from trtkit.pool import EnginePool
+    from trtkit.tools.serve import serve
 
 __all__ = [
     "BuildCancelledError",
@@ -50,6 +52,7 @@ __all__ = [
     "EngineCache",
     "EngineFileError",
     "EngineIncompatibleError",
+    "EnginePool",
     "ExecutionError",
     "InputError",
     "LockTimeoutError",
@@ -64,6 +67,7 @@ __all__ = [
     "__version__",
     "build_engine",
     "load_engine",
+    "serve",
 ]
 
 _LAZY = {
@@ -72,7 +76,9 @@ _LAZY = {
     "build_engine": "builder",
     "EngineCache": "cache",
     "Engine": "engine",
+    "EnginePool": "pool",
     "load_engine": "engine",
+    "serve": "tools.serve",
 }
 
 

@@ -6,6 +6,10 @@ capabilities). Entries are written atomically under a per-key file lock, so conc
 want the same engine build it once. When the cache grows past its size cap, the least recently used
 entries are removed.
 
+A :class:`ModelStep` (e.g. quantization to Q/DQ, made by :mod:`trtkit.engine`) turns the model into the one
+built, only on a miss: its identity is part of the key, its model is kept beside the plan as
+``<key>.engine.<suffix>.onnx`` and its record goes into ``manifest.extra``.
+
 Location: ``TRTKIT_CACHE_DIR``, else ``platformdirs.user_cache_dir("trtkit")/engines``.
 Size cap: ``TRTKIT_CACHE_MAX_BYTES`` (accepts ``4G``), else 8 GiB.
 """
@@ -13,11 +17,13 @@ Size cap: ``TRTKIT_CACHE_MAX_BYTES`` (accepts ``4G``), else 8 GiB.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import logging
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -28,18 +34,18 @@ from trtkit.backend import Backend, get_backend
 from trtkit.builder import BuildConfig, build_engine, parse_size
 from trtkit.builder.build import check_build_arguments
 from trtkit.builder.conversion import converted_model_path
-from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
+from trtkit.builder.model import ModelSource, OnnxModel, load_onnx, save_onnx
 from trtkit.builder.precision import PrecisionPlan, plan_precision
 from trtkit.builder.prepare import library_versions
 from trtkit.builder.progress import ProgressCallback
 from trtkit.builder.target import build_target
-from trtkit.errors import ConfigError, EngineFileError, LockTimeoutError
+from trtkit.errors import ConfigError, EngineFileError, LockTimeoutError, ModelError
 from trtkit.files import HolderLock, os_error_line, sha256_bytes
 from trtkit.log import get_logger
 from trtkit.manifest import MANIFEST_SUFFIX, BuiltEngine, read_engine_file, write_engine_file
 from trtkit.profiles import Profile, ProfilesLike, normalize_profiles
 
-__all__ = ["CacheEntry", "EngineCache", "default_cache_dir"]
+__all__ = ["CacheEntry", "EngineCache", "ModelStep", "default_cache_dir", "step_model_path"]
 
 _log = get_logger("cache")
 KEY_VERSION: Final = 1
@@ -47,6 +53,8 @@ DEFAULT_MAX_BYTES: Final = 8 << 30
 DEFAULT_LOCK_TIMEOUT_S: Final = 3600.0
 _STRAY = re.compile(r"^\.+([0-9a-f]{32})\.engine\..*\.(tmp|pending)$")
 _LOCK = re.compile(r"^([0-9a-f]{32})\.lock$")
+_BESIDE = re.compile(r"^([0-9a-f]{32})\.engine(\.[a-z0-9]+)?\.onnx(\.data)?$")  # converted or step models
+_SUFFIX = re.compile(r"^[a-z0-9]+$")
 
 
 def default_cache_dir() -> Path:
@@ -58,8 +66,46 @@ def default_cache_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class ModelStep:
+    """A step that turns the model into the one built, run by :meth:`EngineCache.get_or_build` only on a miss.
+
+    Attributes:
+        name: the key of its record in ``manifest.extra`` (e.g. ``"quantization"``).
+        identity: JSON-able description of everything besides the model that decides the step's result (tool and
+            version, options, data digest); part of the cache key.
+        run: model -> (the model to build, a JSON-able record for ``manifest.extra[name]``).
+        suffix: the step's model is kept beside the plan as ``<key>.engine.<suffix>.onnx`` (lowercase letters
+            and digits).
+        describe_build: when given, the build runs with TensorRT's log captured at VERBOSE, and this turns the
+            log's messages into more of the record (e.g. where quantization took hold).
+    """
+
+    name: str
+    identity: Mapping[str, object]
+    run: Callable[[OnnxModel], tuple[OnnxModel, Mapping[str, object]]]
+    suffix: str = "qdq"
+    describe_build: Callable[[Sequence[str]], Mapping[str, object]] | None = None
+
+    def __post_init__(self) -> None:
+        if not _SUFFIX.match(self.suffix):
+            raise ConfigError(f"ModelStep suffix {self.suffix!r} must be lowercase letters and digits, e.g. 'qdq'")
+
+
+def step_model_path(plan_path: str | os.PathLike[str], suffix: str = "qdq") -> Path:
+    """Where a :class:`ModelStep`'s model is kept beside its engine: ``KEY.engine`` -> ``KEY.engine.qdq.onnx``."""
+    return Path(plan_path).with_name(f"{Path(plan_path).name}.{suffix}.onnx")
+
+
+def _beside(plan: Path) -> list[Path]:
+    """The files kept beside a plan: the converted model and any step model, with their weight files."""
+    found = [converted_model_path(plan), *sorted(plan.parent.glob(f"{plan.name}.*.onnx"))]
+    return [*found, *(m.with_name(m.name + ".data") for m in found)]
+
+
+@dataclass(frozen=True)
 class CacheEntry:
-    """One cached engine: its key, plan path, bytes on disk (plan, manifest, converted model) and last use."""
+    """One cached engine: its key, plan path, bytes on disk (plan, manifest, converted or quantized model) and
+    last use."""
 
     key: str
     path: Path
@@ -141,13 +187,14 @@ class EngineCache:
     # ---- keys ------------------------------------------------------------------------------------------------
 
     def key(self, model: OnnxModel, profiles: Sequence[Profile], config: BuildConfig, backend: Backend, *,
-            precision: PrecisionPlan | None = None) -> str:
+            precision: PrecisionPlan | None = None, step: ModelStep | None = None) -> str:
         """The content address of the engine these inputs would build.
 
         ``precision``: the build's precision plan, by default :func:`~trtkit.builder.precision.plan_precision`'s
         (its converter and the converter's version are part of the key). Unless ``config.sanitize`` is
         ``"never"``, the preparation options and :func:`~trtkit.builder.prepare.library_versions` are part of it
         too (a build may prepare the graph); with ``"never"`` the key is what it was before graph preparation.
+        ``step``: a :class:`ModelStep` run before the build; its name and identity are part of the key.
         """
         plan = precision or plan_precision(backend.features, config)
         material = {
@@ -162,6 +209,8 @@ class EngineCache:
         }
         if config.sanitize != "never":  # the build may prepare the graph: the libraries doing it count too
             material["preparation"] = library_versions()
+        if step is not None:
+            material["step"] = {"name": step.name, "identity": dict(step.identity)}
         return sha256_bytes(json.dumps(material, sort_keys=True).encode())[:32]
 
     def path_for(self, key: str) -> Path:
@@ -208,9 +257,9 @@ class EngineCache:
         return path
 
     def remove(self, key: str) -> None:
-        """Delete the entry ``key`` (plan, manifest and converted model), if present."""
+        """Delete the entry ``key`` (plan, manifest, and the converted or quantized model kept beside it)."""
         path = self.path_for(key)
-        for p in (path, path.with_name(path.name + MANIFEST_SUFFIX), converted_model_path(path)):
+        for p in (path, path.with_name(path.name + MANIFEST_SUFFIX), *_beside(path)):
             p.unlink(missing_ok=True)
 
     def _files(self) -> list[os.DirEntry[str]]:
@@ -224,8 +273,14 @@ class EngineCache:
 
     def entries(self) -> list[CacheEntry]:
         """Every entry, least recently used first."""
+        items = self._files()
+        beside: dict[str, list[Path]] = {}  # key -> models kept beside its plan (converted, quantized, weights)
+        for item in items:
+            m = _BESIDE.match(item.name)
+            if m:
+                beside.setdefault(m.group(1), []).append(Path(item.path))
         out: list[CacheEntry] = []
-        for item in self._files():
+        for item in items:
             if not item.name.endswith(".engine"):
                 continue
             plan = Path(item.path)
@@ -234,18 +289,19 @@ class EngineCache:
                 size = st.st_size + plan.with_name(plan.name + MANIFEST_SUFFIX).stat().st_size
             except FileNotFoundError:
                 continue
-            converted = converted_model_path(plan)
-            if converted.is_file():
-                size += converted.stat().st_size
+            for model in beside.get(plan.stem, []):
+                with contextlib.suppress(FileNotFoundError):
+                    size += model.stat().st_size
             out.append(CacheEntry(plan.stem, plan, size, st.st_mtime))
         out.sort(key=lambda e: e.last_used)
         return out
 
     def strays(self) -> list[tuple[Path, int]]:
-        """Temporary and pending files (with their sizes) that writers left or are writing now."""
+        """Temporary and pending files (with their sizes) that writers left or are writing now, and step models
+        whose engine was never committed (a writer died between the two)."""
         out: list[tuple[Path, int]] = []
         for item in self._files():
-            if _STRAY.match(item.name):
+            if _STRAY.match(item.name) or self._orphan(item.name):
                 try:
                     out.append((Path(item.path), item.stat().st_size))
                 except FileNotFoundError:
@@ -265,7 +321,7 @@ class EngineCache:
         removed: list[Path] = []
         keys: dict[str, list[Path]] = {}
         for item in self._files():
-            m = _STRAY.match(item.name) or _LOCK.match(item.name)
+            m = _STRAY.match(item.name) or _LOCK.match(item.name) or self._orphan(item.name)
             if m:
                 keys.setdefault(m.group(1), []).append(Path(item.path))
         for key, paths in keys.items():
@@ -274,7 +330,7 @@ class EngineCache:
                     if any(p.name.endswith(".pending") for p in paths):
                         self.get(key)  # commits a pending plan that its manifest describes
                     for p in paths:
-                        if p.suffix in (".tmp", ".pending") and p.exists():
+                        if (p.suffix in (".tmp", ".pending") or self._orphan(p.name)) and p.exists():
                             p.unlink()
                             removed.append(p)
             except (LockTimeoutError, OSError):
@@ -285,6 +341,11 @@ class EngineCache:
         for p in removed:
             _log.info("removed stray cache file %s", p.name)
         return removed
+
+    def _orphan(self, name: str) -> re.Match[str] | None:
+        """A step model (``KEY.engine.SUFFIX.onnx``) whose plan is absent."""
+        m = _BESIDE.match(name)
+        return m if m and m.group(2) and not self.path_for(m.group(1)).is_file() else None
 
     def evict(self, keep: str | None = None) -> list[str]:
         """Remove least recently used entries until the cache fits ``max_bytes``; returns removed keys.
@@ -354,12 +415,17 @@ class EngineCache:
         config: BuildConfig | None = None,
         backend: str | Backend | None = None,
         progress: bool | ProgressCallback | None = None,
+        step: ModelStep | None = None,
     ) -> tuple[BuiltEngine, bool]:
         """Return ``(engine, hit)``: the cached engine, or a fresh build stored in the cache.
 
         Two processes asking for the same key build it once: the second waits for the first's lock, then
         finds the entry. A hit needs no write access (a read-only cache works); when the cache cannot be
         written, the engine is built and returned without being stored (a warning is logged).
+
+        ``step``: a :class:`ModelStep` (e.g. quantization) run on a miss only, before the build; its model is
+        kept beside the plan (:func:`step_model_path`) and its record is ``manifest.extra[step.name]``. A hit
+        runs neither the step nor the build.
 
         Raises:
             LockTimeoutError: another process held the key's lock for longer than ``lock_timeout``; the
@@ -369,7 +435,7 @@ class EngineCache:
         be = get_backend(backend)
         onnx_model = load_onnx(model)
         profiles = normalize_profiles(shapes)
-        key = self.key(onnx_model, profiles, config, be)
+        key = self.key(onnx_model, profiles, config, be, step=step)
         found = self.get(key)  # no lock for a hit: entries are replaced as a unit, and a read-only cache works
         if found is not None:
             _log.info("engine cache hit %s", key)
@@ -382,18 +448,20 @@ class EngineCache:
         except (EngineFileError, OSError) as exc:
             msg = exc.message if isinstance(exc, EngineFileError) else os_error_line(exc, self.directory, "lock")
             _log.warning("engine cache %s is not writable (%s); building without caching", self.directory, msg)
-            built = build_engine(onnx_model, shapes=profiles, config=config, backend=be, progress=progress)
-            return built, False
+            return run_step_and_build(onnx_model, step, shapes=profiles, config=config, backend=be,
+                                      progress=progress)[0], False
         try:
             found = self.get(key)  # another process may have built it while we waited
             if found is not None:
                 _log.info("engine cache hit %s", key)
                 return found, True
             # A model converted for fp16/bf16 is kept beside its engine as <key>.engine.onnx.
-            converted = converted_model_path(self.path_for(key)) if config.precision != "fp32" else None
-            built = build_engine(onnx_model, shapes=profiles, config=config, backend=be, progress=progress,
-                                 save_converted_model=converted)
+            converted = converted_model_path(self.path_for(key)) if config.precision in ("fp16", "bf16") else None
+            built, stepped = run_step_and_build(onnx_model, step, shapes=profiles, config=config, backend=be,
+                                                progress=progress, save_converted_model=converted)
             try:
+                if step is not None and stepped is not None:  # the step's model first, then the engine commits it
+                    _save_step_model(stepped, step_model_path(self.path_for(key), step.suffix))
                 self._put_locked(key, built)
             except EngineFileError as exc:
                 _log.warning("could not store the engine in the cache: %s", exc.message)
@@ -402,3 +470,29 @@ class EngineCache:
             return built, False
         finally:
             lock.release()
+
+
+def run_step_and_build(model: OnnxModel, step: ModelStep | None, *, shapes: ProfilesLike, config: BuildConfig,
+                       backend: Backend, progress: bool | ProgressCallback | None = None,
+                       save_converted_model: Path | None = None) -> tuple[BuiltEngine, OnnxModel | None]:
+    """Run ``step`` (if any) on ``model``, build the result, and record the step in ``manifest.extra[step.name]``
+    with the source model's SHA-256. Returns the engine and the step's model (None without a step)."""
+    if step is None:
+        return build_engine(model, shapes=shapes, config=config, backend=backend, progress=progress,
+                            save_converted_model=save_converted_model), None
+    stepped, record = step.run(model)
+    with backend.capture(logging.DEBUG if step.describe_build is not None else logging.CRITICAL + 1) as cap:
+        built = build_engine(stepped, shapes=shapes, config=config, backend=backend, progress=progress,
+                             save_converted_model=save_converted_model)
+    described = step.describe_build([message for _, message in cap.records]) if step.describe_build else {}
+    extra = {**built.manifest.extra,
+             step.name: {**record, **described, "source_onnx": {"name": model.name, "sha256": model.sha256},
+                         "model_sha256": stepped.sha256}}
+    return BuiltEngine(plan=built.plan, manifest=dataclasses.replace(built.manifest, extra=extra)), stepped
+
+
+def _save_step_model(model: OnnxModel, path: Path) -> None:
+    try:  # the cache's own file: a failure is the cache's write failure
+        save_onnx(model.proto_with_weights(), path)
+    except ModelError as exc:
+        raise EngineFileError(exc.message) from exc

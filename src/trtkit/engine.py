@@ -1,8 +1,10 @@
 """The facade: ``Engine.from_onnx(model)`` / ``Engine.load(path)`` and ``engine(inputs)``.
 
 Built on :mod:`trtkit.cache` (build or reuse), :mod:`trtkit.runtime` (load and run) and :mod:`trtkit.tools.bench`;
-those stay usable without it. Outputs come back in the caller's array family: NumPy in, NumPy out; PyTorch or
-CuPy in, the same family on the same device out (run on the caller's current stream, no copy).
+those stay usable without it. ``Engine.from_onnx(..., calibration_data=...)`` quantizes to INT8/FP8 Q/DQ
+(:mod:`trtkit.tools.quantize`) and builds in one step, caching the quantized model beside the engine.
+Outputs come back in the caller's array family: NumPy in, NumPy out; PyTorch or CuPy in, the same family on the
+same device out (run on the caller's current stream, no copy).
 """
 
 from __future__ import annotations
@@ -11,17 +13,20 @@ import html
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias, get_args
 
 from trtkit import runtime
+from trtkit._version import __version__
 from trtkit.backend import Backend, get_backend
-from trtkit.builder import BuildConfig, build_engine
+from trtkit.builder import BuildConfig
 from trtkit.builder.build import check_build_arguments
+from trtkit.builder.config import IMPLICIT_CALIBRATION, QUANTIZED_PRECISIONS
 from trtkit.builder.model import ModelSource, OnnxModel, load_onnx
 from trtkit.builder.progress import ProgressCallback
-from trtkit.cache import EngineCache
+from trtkit.cache import EngineCache, ModelStep, run_step_and_build, step_model_path
 from trtkit.errors import ConfigError, EngineIncompatibleError, InputError
 from trtkit.gpu import check_device_index, set_device
 from trtkit.log import get_logger
@@ -35,17 +40,211 @@ from trtkit.runtime.results import Outputs
 from trtkit.runtime.tensors import TensorSpec
 from trtkit.tools.bench import BenchResult, benchmark
 from trtkit.tools.layers import EngineLayers, engine_layers
+from trtkit.tools.placement import layers_from_build_log, placement, qdq_fed_nodes
+from trtkit.tools.quantize import (
+    CalibrationData,
+    CalibrationSet,
+    Quantizer,
+    QuantizeResult,
+    QuantMethod,
+    QuantPrecision,
+    load_calibration,
+    quantize,
+    resolve_quantizer,
+)
 from trtkit.tools.torch_export import DynamicSpec, Exporter, TorchModule, cached_export, export_onnx
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-__all__ = ["Engine", "load_engine"]
+__all__ = ["CachedBuild", "Engine", "QuantizeOptions", "build_cached", "load_engine", "quantization_step"]
 
 _log = get_logger("engine")
 OnIncompatible = Literal["rebuild", "warn", "error"]
 Progress = bool | ProgressCallback | None
+CalibrationSource: TypeAlias = "CalibrationSet | str | os.PathLike[str] | CalibrationData"
+"""What ``calibration_data=`` takes: see :func:`trtkit.tools.quantize.load_calibration`."""
+
+
+# ---- quantize, then build --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """How ``calibration_data=`` quantizes the model before the build (see :func:`trtkit.tools.quantize.quantize`).
+
+    The quantizer and its version, the method and the exclusions are part of the engine cache key, with the
+    digest of the calibration data.
+    """
+
+    method: QuantMethod | None = None
+    """``minmax``, ``entropy`` or ``percentile``; None for the quantizer's default."""
+    quantizer: Quantizer = "auto"
+    """``auto`` (ModelOpt when installed, else ONNX Runtime), ``onnxruntime`` or ``modelopt``."""
+    exclude_ops: tuple[str, ...] = ()
+    """Op types left in float."""
+    exclude_nodes: tuple[str, ...] = ()
+    """Node names left in float."""
+    check_accuracy: bool = True
+    """Compare the Q/DQ model with the FP32 one on ONNX Runtime (on the calibration inputs) and record it."""
+
+    def __post_init__(self) -> None:
+        if self.method is not None and self.method not in get_args(QuantMethod):
+            raise ConfigError(f"quantize method {self.method!r} is not one of {', '.join(get_args(QuantMethod))}")
+        if self.quantizer not in get_args(Quantizer):
+            raise ConfigError(f"quantizer {self.quantizer!r} is not one of {', '.join(get_args(Quantizer))}")
+        for name in ("exclude_ops", "exclude_nodes"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = (value,)
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name} must be a list of names, got {type(value).__name__} {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        if not isinstance(self.check_accuracy, bool):
+            raise ConfigError(f"check_accuracy must be True or False, got {self.check_accuracy!r}")
+
+    @classmethod
+    def of(cls, value: object) -> QuantizeOptions:
+        """None (the defaults), a QuantizeOptions, or a mapping of its fields."""
+        if value is None:
+            return cls()
+        if isinstance(value, QuantizeOptions):
+            return value
+        if isinstance(value, Mapping):
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise ConfigError(f"unknown quantize options {', '.join(map(str, unknown))}; known: "
+                                  f"{', '.join(sorted(known))}")
+            return cls(**dict(value))
+        raise ConfigError(f"quantize_options must be a trtkit.engine.QuantizeOptions, a mapping or None, got "
+                          f"{type(value).__name__}")
+
+
+def _refuse_calibration_cache(source: object) -> None:
+    """A TensorRT INT8 calibration cache (trtexec ``--calib``) given as calibration data: name the Q/DQ path."""
+    if not isinstance(source, str | os.PathLike) or not Path(source).is_file():
+        return
+    try:
+        with open(source, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return  # load_calibration reports an unreadable file
+    if head.startswith(b"TRT-") and b"Calibrat" in head.split(b"\n", 1)[0]:
+        first = head.split(b"\n", 1)[0].decode("ascii", "replace")
+        raise ConfigError(f"{str(source)!r} is a TensorRT INT8 calibration cache ({first}), not calibration data: "
+                          f"{IMPLICIT_CALIBRATION}. Calibration data is an .npz file, a folder of NAME.npy files or "
+                          "a data-loader script")
+
+
+def _placement_record(messages: Sequence[str]) -> dict[str, object]:
+    layers = layers_from_build_log(messages)
+    # TensorRT-RTX without detailed verbosity shows one opaque Myelin layer: nothing to say about INT8 there
+    if layers is None or all((layer.type or "myelin").lower() == "myelin" for layer in layers):
+        return {}
+    return {"placement": placement(layers, "build log").to_dict()}
+
+
+def quantization_step(model: OnnxModel, calibration_data: CalibrationSource, *, precision: QuantPrecision,
+                      options: QuantizeOptions | Mapping[str, object] | None = None, shapes: ProfilesLike = None,
+                      on_quantized: Callable[[QuantizeResult], None] | None = None) -> ModelStep:
+    """The cache step that quantizes ``model`` (:func:`trtkit.tools.quantize.quantize`) before the build.
+
+    Reads and checks the calibration data against the model and ``shapes`` now, before any work, and
+    resolves the quantizer: both enter the cache key. On a cache miss the step quantizes, calls
+    ``on_quantized`` with the result, and records ``QuantizeResult.manifest_record()``, the compute nodes fed
+    by Q/DQ, and (when the build log shows it) where INT8 took hold, as ``manifest.extra["quantization"]``.
+
+    Raises:
+        ConfigError: a TensorRT calibration cache given as data, or bad options.
+        InputError: data that does not fit the model (one line naming the input).
+        DependencyError, UnsupportedFeatureError: the quantizer asked for is missing or cannot do ``precision``.
+    """
+    opts = QuantizeOptions.of(options)
+    _refuse_calibration_cache(calibration_data)
+    data = load_calibration(calibration_data, model, profiles=shapes)
+    tool, version = resolve_quantizer(opts.quantizer, precision)
+    chosen: Quantizer = "modelopt" if tool == "modelopt" else "onnxruntime"
+    identity: dict[str, object] = {
+        "precision": precision, "quantizer": tool, "quantizer_version": version, "method": opts.method,
+        "exclude_ops": sorted(opts.exclude_ops), "exclude_nodes": sorted(opts.exclude_nodes),
+        "data_digest": data.digest, "trtkit": __version__,  # trtkit decides where the Q/DQ nodes go
+    }
+
+    def run(source: OnnxModel) -> tuple[OnnxModel, Mapping[str, object]]:
+        result = quantize(source, data, precision=precision, method=opts.method, quantizer=chosen,
+                          exclude_ops=opts.exclude_ops, exclude_nodes=opts.exclude_nodes,
+                          check_accuracy=opts.check_accuracy, profiles=shapes)
+        if on_quantized is not None:
+            on_quantized(result)
+        fed, left = qdq_fed_nodes(result.model.proto)
+        record = {**result.manifest_record(), "qdq_compute_nodes": {"quantized": fed, "float": left}}
+        return result.model, record
+
+    return ModelStep("quantization", identity, run, suffix="qdq", describe_build=_placement_record)
+
+
+def _step_for(model: OnnxModel, config: BuildConfig, shapes: ProfilesLike, calibration_data: object,
+              options: object, on_quantized: Callable[[QuantizeResult], None] | None = None) -> ModelStep | None:
+    if calibration_data is None:
+        if options is not None:
+            raise ConfigError("quantize_options= applies with calibration_data=; pass the calibration data too")
+        return None
+    if config.precision not in QUANTIZED_PRECISIONS:
+        raise ConfigError(f"calibration_data= quantizes the model to INT8 or FP8 before the build, but "
+                          f"config.precision is {config.precision!r}; use config=BuildConfig(precision=\"int8\") "
+                          "(or \"fp8\")")
+    precision: QuantPrecision = "fp8" if config.precision == "fp8" else "int8"
+    return quantization_step(model, calibration_data, precision=precision,  # type: ignore[arg-type]
+                             options=options, shapes=shapes, on_quantized=on_quantized)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class CachedBuild:
+    """What :func:`build_cached` returns."""
+
+    engine: BuiltEngine
+    hit: bool
+    """True when the cache had the engine: nothing was quantized or built."""
+    model_path: Path | None = None
+    """The quantized model kept beside the cached engine (``calibration_data=``), when the cache holds it."""
+
+
+def build_cached(
+    model: ModelSource | OnnxModel,
+    *,
+    shapes: ProfilesLike = None,
+    config: BuildConfig | None = None,
+    cache: EngineCache | str | os.PathLike[str] | bool = True,
+    backend: str | Backend | None = None,
+    progress: Progress = None,
+    calibration_data: CalibrationSource | None = None,
+    quantize_options: QuantizeOptions | Mapping[str, object] | None = None,
+    on_quantized: Callable[[QuantizeResult], None] | None = None,
+) -> CachedBuild:
+    """Build an engine, or reuse the cached one, without loading it (no GPU needed).
+
+    What :meth:`Engine.from_onnx` does before loading, and what ``trtkit build --calib`` runs. With
+    ``calibration_data`` (and ``config.precision`` int8 or fp8) the model is quantized first
+    (:func:`quantization_step`); a cache hit neither quantizes nor builds.
+    """
+    config = check_build_arguments(config, progress)
+    be = get_backend(backend)
+    onnx_model = load_onnx(model)
+    step = _step_for(onnx_model, config, shapes, calibration_data, quantize_options, on_quantized)
+    if cache is False:
+        return CachedBuild(run_step_and_build(onnx_model, step, shapes=shapes, config=config, backend=be,
+                                              progress=progress)[0], False)
+    store = cache if isinstance(cache, EngineCache) else EngineCache(None if cache is True else cache)
+    built, hit = store.get_or_build(onnx_model, shapes=shapes, config=config, backend=be, progress=progress,
+                                    step=step)
+    kept = None
+    if step is not None:
+        key = store.key(onnx_model, normalize_profiles(shapes), config, be, step=step)
+        path = step_model_path(store.path_for(key), step.suffix)
+        kept = path if path.is_file() else None
+    return CachedBuild(built, hit, kept)
 
 
 class Engine:
@@ -72,11 +271,20 @@ class Engine:
         on_incompatible: OnIncompatible = "rebuild",
         progress: Progress = None,
         allow_host_code: bool = False,
+        calibration_data: CalibrationSource | None = None,
+        quantize_options: QuantizeOptions | Mapping[str, object] | None = None,
     ) -> Engine:
         """Build an engine from an ONNX model, or reuse the cached one, and load it on ``device``.
 
         ``allow_host_code``: let a version-compatible engine (``config.version_compatible``) run the lean
         runtime it carries; see :func:`trtkit.runtime.load_engine`.
+
+        ``calibration_data`` (with ``config=BuildConfig(precision="int8")`` or ``"fp8"``): quantize the model to
+        Q/DQ first (:func:`trtkit.tools.quantize.quantize`, options in ``quantize_options``), then build. The data
+        is checked against the model before any work; the quantized model is cached beside the engine, and the
+        cache key includes the data's digest, the quantizer and its version, the method and the exclusions. The
+        manifest records them as ``manifest.extra["quantization"]``. A model that already carries Q/DQ builds
+        with ``precision="int8"`` and no data.
 
         ``cache``: True for the default :class:`~trtkit.cache.EngineCache`, a directory or an EngineCache,
         False to always build. A cached engine that no longer fits this GPU or TensorRT is rebuilt
@@ -89,12 +297,15 @@ class Engine:
         be = get_backend(backend)
         if not be.features.compute_capability_targets:
             set_device(device)  # full TensorRT builds for the current GPU: make it the one the engine runs on
+        onnx_model = load_onnx(model)
+        step = _step_for(onnx_model, config, shapes, calibration_data, quantize_options)
         if cache is False:
-            built = build_engine(model, shapes=shapes, config=config, backend=be, progress=progress)
+            built = run_step_and_build(onnx_model, step, shapes=shapes, config=config, backend=be,
+                                       progress=progress)[0]
             return cls(runtime.load_engine(built, device=device, backend=be, allow_host_code=allow_host_code))
         store = cache if isinstance(cache, EngineCache) else EngineCache(None if cache is True else cache)
-        onnx_model = load_onnx(model)
-        built, hit = store.get_or_build(onnx_model, shapes=shapes, config=config, backend=be, progress=progress)
+        built, hit = store.get_or_build(onnx_model, shapes=shapes, config=config, backend=be, progress=progress,
+                                        step=step)
         try:
             return cls(runtime.load_engine(built, device=device, backend=be, allow_host_code=allow_host_code))
         except EngineIncompatibleError as exc:
@@ -105,10 +316,11 @@ class Engine:
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)
             else:
                 _log.info(msg)
-            key = store.key(onnx_model, normalize_profiles(shapes), config or BuildConfig(), be)
+            key = store.key(onnx_model, normalize_profiles(shapes), config, be, step=step)
             with store.lock(key):
                 store.remove(key)
-            built, _ = store.get_or_build(onnx_model, shapes=shapes, config=config, backend=be, progress=progress)
+            built, _ = store.get_or_build(onnx_model, shapes=shapes, config=config, backend=be, progress=progress,
+                                          step=step)
             return cls(runtime.load_engine(built, device=device, backend=be, allow_host_code=allow_host_code))
 
     @classmethod

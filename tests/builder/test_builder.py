@@ -196,8 +196,8 @@ def test_build_config_validates_values() -> None:
         BuildConfig(memory_pool_limits={"vram": 1})
     with pytest.raises(ConfigError, match="version_compatible"):
         BuildConfig(exclude_lean_runtime=True)
-    with pytest.raises(ConfigError, match="precision 'fp8' is not one of fp32, fp16, bf16"):
-        BuildConfig(precision="fp8")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="precision 'int4' is not one of fp32, fp16, bf16, int8, fp8"):
+        BuildConfig(precision="int4")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="tactic source 'CUBLASS'"):
         BuildConfig(tactic_sources=("cublass",))
     with pytest.raises(ConfigError, match="compute capability 'sm8x'"):

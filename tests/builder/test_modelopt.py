@@ -50,7 +50,7 @@ def test_autocast_conversion_builds_smaller_and_stays_accurate(rtx: Backend, cnn
 
 def test_int8_calibration_gives_a_qdq_model_that_builds(rtx: Backend, cnn: Path) -> None:
     calibration = np.random.default_rng(1).standard_normal((16, 3, 64, 64)).astype(np.float32)
-    q = quantize(cnn, {"image": calibration}, precision="int8")
+    q = quantize(cnn, {"image": calibration}, precision="int8", quantizer="modelopt").model
     ops = {n.op_type for n in q.proto.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     built = build_engine(q, shapes=SHAPES, backend=rtx, progress=False)

@@ -165,7 +165,7 @@ def test_every_build_config_field_has_one_build_flag() -> None:
 def test_build_flag_choices_come_from_the_config_vocabularies(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["build", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "[fp32|fp16|bf16]" in text and "[auto|modelopt|onnxconverter-common]" in text
+    assert "[fp32|fp16|bf16|int8|fp8]" in text and "[auto|modelopt|onnxconverter-common]" in text
     assert "[none|ampere_plus|same_compute_capability]" in text
 
 

@@ -21,7 +21,7 @@ from trtkit.manifest import Manifest, TensorInfo, write_engine_file
 from trtkit.profiles import Profile, ShapeRange
 from trtkit.tools.triton import export_triton, triton_config
 
-_VALID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}")
+_VALID = re.compile(r"(?!\.\.?$)[A-Za-z0-9_.\-]{1,255}")  # not "." or ".." (directory names)
 
 _MANIFEST_PLAN = b"fake plan " + os.urandom(16)
 _MANIFEST = Manifest(
@@ -64,7 +64,7 @@ def test_export_names_and_versions_give_an_export_or_a_trtkit_error(engine: Path
         # Accepted: the name (None: the engine's stem) is valid as a whole string and the version fits int64.
         name = "fake" if name is None else name
         assert isinstance(name, str) and _VALID.fullmatch(name)
-        assert isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= 2**63 - 1
+        assert isinstance(version, int) and not isinstance(version, bool) and 0 <= version <= 2**63 - 1
         assert result.plan_path == Path(repo) / name / str(version) / "model.plan"
         assert result.plan_path.read_bytes() == _MANIFEST_PLAN
 

@@ -21,6 +21,8 @@ from trtkit.gpu import parse_compute_capability
 
 __all__ = [
     "DEFAULT_FP32_OPS",
+    "IMPLICIT_CALIBRATION",
+    "QUANTIZED_PRECISIONS",
     "BuildConfig",
     "Converter",
     "HardwareCompatibility",
@@ -35,8 +37,21 @@ __all__ = [
     "resolve_fp32_ops",
 ]
 
-Precision: TypeAlias = Literal["fp32", "fp16", "bf16"]
-"""``BuildConfig.precision``."""
+Precision: TypeAlias = Literal["fp32", "fp16", "bf16", "int8", "fp8"]
+"""``BuildConfig.precision``: fp16/bf16 lower a float model; int8/fp8 build a model that carries Q/DQ nodes of
+that type (``trtkit quantize`` makes one; ``Engine.from_onnx(..., calibration_data=...)`` does both steps)."""
+QUANTIZED_PRECISIONS: Final[tuple[str, ...]] = ("int8", "fp8")
+"""Precisions reached through the model's own Q/DQ nodes (explicit quantization), never by calibrating."""
+IMPLICIT_CALIBRATION: Final = (
+    "trtkit offers no implicit INT8 calibrator or calibration cache (TensorRT deprecated them in 10.1 and removed "
+    "them in 11; TensorRT-RTX never had them). Quantize the model to Q/DQ instead: `trtkit quantize MODEL -o "
+    "MODEL.int8.onnx --calib DATA`, or in one step `trtkit build MODEL --precision int8 --calib DATA` / "
+    "Engine.from_onnx(model, config=BuildConfig(precision=\"int8\"), calibration_data=DATA)"
+)
+"""The error text for anyone asking for an implicit calibrator: it names the Q/DQ path."""
+_CALIBRATOR_OPTIONS: Final = frozenset({
+    "calibrator", "int8_calibrator", "calibration_cache", "calib_cache", "int8_calibration_cache", "calibration",
+    "calibration_data", "calib", "calibration_algorithm", "calibration_profile", "quantization_flags"})
 Converter: TypeAlias = Literal["auto", "modelopt", "onnxconverter-common"]
 """``BuildConfig.converter``: the tool converting the model for fp16/bf16 (``auto``: ModelOpt if installed)."""
 ProfilingVerbosity: TypeAlias = Literal["layer_names_only", "detailed", "none"]
@@ -244,7 +259,8 @@ class BuildConfig:
     """
 
     precision: Precision = "fp32"
-    """``fp32``, ``fp16`` or ``bf16``. On TensorRT 10 fp16/bf16 set the builder flags."""
+    """``fp32``, ``fp16``, ``bf16``, ``int8`` or ``fp8``. On TensorRT 10 they set the builder flags; int8/fp8 need
+    a model carrying Q/DQ nodes of that type (the builder never calibrates; see ``docs/quantization.md``)."""
     tf32: bool = True
     """Allow TF32 for FP32 matrix math (TensorRT's default)."""
     strongly_typed: bool = False
@@ -288,6 +304,13 @@ class BuildConfig:
     lower_dynamic_quant: bool = False
     """When the model is prepared: DynamicQuantizeLinear + ConvInteger/MatMulInteger become float Conv/MatMul
     (results differ from ONNX Runtime's quantized ones by the quantization error)."""
+
+    def __new__(cls, *args: object, **kwargs: object) -> BuildConfig:
+        """Refuse implicit-calibration options by name, naming the Q/DQ path (the fields are set by __init__)."""
+        asked = sorted(_CALIBRATOR_OPTIONS.intersection(kwargs))
+        if asked:
+            raise ConfigError(f"BuildConfig has no option {', '.join(asked)}: {IMPLICIT_CALIBRATION}")
+        return super().__new__(cls)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -378,6 +401,9 @@ class BuildConfig:
         """
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
+        calibration = sorted(_CALIBRATOR_OPTIONS.intersection(unknown))
+        if calibration:
+            raise ConfigError(f"BuildConfig has no option {', '.join(calibration)}: {IMPLICIT_CALIBRATION}")
         if unknown:
             raise ConfigError(f"unknown BuildConfig options: {', '.join(sorted(unknown))}; "
                               f"known: {', '.join(sorted(known))}")

@@ -5,7 +5,13 @@ only: the precision comes from the ONNX model's own tensor types, so trtkit conv
 (:mod:`trtkit.builder.conversion`) with NVIDIA ModelOpt AutoCast when it is installed, else with
 onnxconverter-common (FP16 only). :func:`plan_precision` makes that decision once, as a :class:`PrecisionPlan`
 that the builder config, the conversion step and the engine cache key follow. Models that already carry Q/DQ
-nodes build as they are (:func:`model_precisions` says what they carry). See ``docs/precision.md``.
+nodes build as they are (:func:`model_precisions` says what they carry).
+
+INT8 and FP8 are explicit quantization only: the model must carry Q/DQ nodes of that type (``trtkit quantize``
+makes them); the builder never calibrates. On TensorRT 10 with a weakly typed network the INT8 (FP8) builder
+flag is set, as NVIDIA's developer guide asks of Q/DQ networks ("Explicit Quantization"); strongly typed
+networks (TensorRT 11, TensorRT-RTX, ``strongly_typed=True``) take their types from the Q/DQ nodes and need no
+flag. See ``docs/precision.md`` and ``docs/quantization.md``.
 """
 
 from __future__ import annotations
@@ -17,11 +23,18 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypedDict
 
 from trtkit import dtypes
 from trtkit.backend import Features
-from trtkit.builder.config import DEFAULT_FP32_OPS, BuildConfig, Converter, Precision, resolve_fp32_ops
+from trtkit.builder.config import (
+    DEFAULT_FP32_OPS,
+    QUANTIZED_PRECISIONS,
+    BuildConfig,
+    Converter,
+    Precision,
+    resolve_fp32_ops,
+)
 from trtkit.builder.model import OnnxModel, iter_graphs
 from trtkit.builder.target import BuildTarget
 from trtkit.deps import available
-from trtkit.errors import DependencyError, UnsupportedFeatureError
+from trtkit.errors import ConfigError, DependencyError, UnsupportedFeatureError
 
 if TYPE_CHECKING:
     import onnx
@@ -39,7 +52,8 @@ __all__ = [
 ]
 
 Route: TypeAlias = Literal["none", "builder_flags", "convert"]
-"""How a build reaches its precision: nothing to do, TensorRT 10's builder flags, or converting the model."""
+"""How a build reaches its precision: nothing to do (fp32, or Q/DQ on a strongly typed network), TensorRT 10's
+builder flags, or converting the model (fp16/bf16 on a strongly typed network)."""
 ConverterTool: TypeAlias = Literal["modelopt", "onnxconverter-common"]
 LowPrecision: TypeAlias = Literal["fp16", "bf16"]
 
@@ -131,26 +145,37 @@ def plan_precision(
     features: Features,
     config: BuildConfig,
     target: BuildTarget | None = None,
-    carries: Iterable[str] = (),
+    carries: Iterable[str] | None = None,
     *,
     converters: Mapping[ConverterTool, str] | None = None,
 ) -> PrecisionPlan:
     """Decide how a build reaches ``config.precision``.
 
-    Nothing for fp32; TensorRT 10's builder flags; or converting the ONNX model (TensorRT 11, TensorRT-RTX, or
-    TensorRT 10 with ``strongly_typed=True``). With ``target``, first checks that its GPUs can run the precision
-    and the quantized precisions the model ``carries``: BF16 needs compute capability 8.0, FP8 8.9, FP4 10.0.
+    Nothing for fp32; TensorRT 10's builder flags (weakly typed networks); converting the ONNX model for
+    fp16/bf16 (TensorRT 11, TensorRT-RTX, or TensorRT 10 with ``strongly_typed=True``); nothing for int8/fp8 on
+    a strongly typed network, whose types come from the model's Q/DQ nodes. ``carries``: the quantized
+    precisions the model carries (``model_precisions(model)["quantized"]``), or None when the model is not known
+    yet (the engine cache key). With ``target``, first checks that its GPUs can run the precision and the
+    quantized precisions the model carries: BF16 needs compute capability 8.0, FP8 8.9, FP4 10.0.
     ``converters``: the installed converter tools and their versions (default :func:`installed_converters`).
 
     Raises:
+        ConfigError: precision int8/fp8 and the model carries no Q/DQ nodes of that type (the builder never
+            calibrates: quantize first).
         UnsupportedFeatureError: a target GPU cannot run the precision, or bf16 needs ModelOpt.
         DependencyError: the model must be converted and no converter is installed.
     """
+    carried = None if carries is None else list(carries)
+    if config.precision in QUANTIZED_PRECISIONS and carried is not None and config.precision not in carried:
+        raise ConfigError(_unquantized_message(config.precision, carried))
     if target is not None:
-        _check_target(target, config.precision, carries)
+        _check_target(target, config.precision, carried or ())
     route: Route = "none"
-    if config.precision != "fp32":
-        route = "builder_flags" if features.precision_flags and not config.strongly_typed else "convert"
+    weakly_typed = features.precision_flags and not config.strongly_typed
+    if config.precision in QUANTIZED_PRECISIONS:
+        route = "builder_flags" if weakly_typed else "none"
+    elif config.precision != "fp32":
+        route = "builder_flags" if weakly_typed else "convert"
     fp32_ops = resolve_fp32_ops(config.fp32_ops)
     tool: ConverterTool | None = None
     if route == "convert":
@@ -167,6 +192,16 @@ def plan_precision(
         converter=tool, converter_version=version, fp32_ops=fp32_ops, keep_io_types=config.keep_io_types,
         policy=policy,
     )
+
+
+def _unquantized_message(precision: str, carried: list[str]) -> str:
+    has = f"it carries {', '.join(carried)} Q/DQ nodes only" if carried else "it carries no Q/DQ nodes"
+    cli = f"trtkit build MODEL --precision {precision} --calib DATA"
+    py = f'Engine.from_onnx(model, config=BuildConfig(precision="{precision}"), calibration_data=DATA)'
+    return (f"precision={precision} builds a model quantized to {precision.upper()} (Q/DQ nodes), and {has}; "
+            "the builder never calibrates. Quantize it first with `trtkit quantize MODEL -o "
+            f"MODEL.{precision}.onnx --calib DATA{'' if precision == 'int8' else ' --precision fp8'}`, or quantize "
+            f"and build in one step: `{cli}` (Python: {py})")
 
 
 def _check_target(target: BuildTarget, precision: str, carries: Iterable[str]) -> None:

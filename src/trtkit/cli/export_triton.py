@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from trtkit.cli._options import split_multi
-from trtkit.tools.triton import export_triton
+from trtkit.errors import TritonExportError
+from trtkit.tools.triton import check_with_triton, export_triton
 
 
 def _gpu_list(values: tuple[str, ...]) -> list[int] | None:
@@ -27,8 +28,8 @@ def _gpu_list(values: tuple[str, ...]) -> list[int] | None:
 @click.option("--name", default=None,
               help="Triton model name (the directory REPOSITORY/NAME). Default: ENGINE's file stem (resnet50 for "
                    "resnet50.engine).")
-@click.option("--version", "version", type=click.IntRange(1, 2**63 - 1), default=1, show_default=True,
-              help="Model version directory to write (an integer from 1 to 2^63-1).")
+@click.option("--version", "version", type=click.IntRange(0, 2**63 - 1), default=1, show_default=True,
+              help="Model version directory to write (an integer from 0 to 2^63-1).")
 @click.option("--max-batch-size", "max_batch_size", type=click.IntRange(0), default=None,
               help="Cap Triton's batch size; 0 turns batching off. Default: from the engine's profiles.")
 @click.option("--dynamic-batching/--no-dynamic-batching", "dynamic_batching", default=None,
@@ -44,11 +45,17 @@ def _gpu_list(values: tuple[str, ...]) -> list[int] | None:
 @click.option("--force", is_flag=True, help="Replace the version if it exists.")
 @click.option("--allow-rtx", "allow_rtx", is_flag=True,
               help="Export a TensorRT-RTX plan anyway (Triton's TensorRT backend cannot load it).")
+@click.option("--runtime", type=click.Choice(["tensorrt", "python"]), default="tensorrt", show_default=True,
+              help="tensorrt: Triton's TensorRT backend loads the plan; python: a Python-backend model.py runs it "
+                   "with trtkit (any engine trtkit runs, TensorRT-RTX plans included).")
+@click.option("--check", is_flag=True,
+              help="Then load the model in a real Triton (nvidia-pytriton's tritonserver, loopback only) and print "
+                   "its verdict; exit status 1 unless Triton accepted the config.")
 @click.option("--print", "print_config", is_flag=True, help="Also print the generated config.pbtxt.")
 def export_triton_command(engine: Path, repository: Path, name: str | None, version: int, max_batch_size: int | None,
                           dynamic_batching: bool | None, preferred: tuple[str, ...], max_queue_delay_us: int | None,
-                          instances: int, gpus: tuple[str, ...], force: bool, allow_rtx: bool,
-                          print_config: bool) -> int:
+                          instances: int, gpus: tuple[str, ...], force: bool, allow_rtx: bool, runtime: str,
+                          check: bool, print_config: bool) -> int:
     """Export ENGINE (built by trtkit, with its manifest) as a Triton model in REPOSITORY.
 
     Writes REPOSITORY/NAME/config.pbtxt and REPOSITORY/NAME/VERSION/model.plan (NAME defaults to ENGINE's
@@ -66,7 +73,7 @@ def export_triton_command(engine: Path, repository: Path, name: str | None, vers
         engine, repository, name=name, version=version, max_batch_size=max_batch_size,
         dynamic_batching=dynamic_batching, preferred_batch_sizes=preferred_sizes,
         max_queue_delay_us=max_queue_delay_us, instances=instances, gpus=_gpu_list(gpus), force=force,
-        allow_rtx=allow_rtx,
+        allow_rtx=allow_rtx, runtime="python" if runtime == "python" else "tensorrt",
     )
     for warning in result.warnings:
         click.echo(f"trtkit: warning: {warning}", err=True)
@@ -80,4 +87,10 @@ def export_triton_command(engine: Path, repository: Path, name: str | None, vers
                f"{result.config_path} ({batching})")
     if print_config:
         click.echo(cfg.text, nl=False)
+    if check:
+        verdict = check_with_triton(repository, result.model_dir.name)
+        click.echo(f"triton: {verdict.line()}")
+        if verdict.status == "refused":
+            raise TritonExportError(f"Triton {verdict.triton_version} refused the exported config: {verdict.reason}")
+        return 0 if verdict.ok else 1
     return 0

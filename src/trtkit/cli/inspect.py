@@ -1,10 +1,10 @@
-"""``trtkit inspect FILE``: an engine's tensors, profiles and manifest (``--layers``: its layers after fusion),
-or an ONNX model's inputs."""
+"""``trtkit inspect FILE``: an engine's tensors, profiles and manifest (``--layers``: its layers after fusion and,
+for a quantized engine, which run in INT8/FP8 and which TensorRT kept in float), or an ONNX model's inputs."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypedDict
 
@@ -13,6 +13,7 @@ import click
 from trtkit.backend import Backend, get_backend
 from trtkit.builder.model import load_onnx
 from trtkit.cli._options import echo_json
+from trtkit.cli.build import quantization_line
 from trtkit.cli.run import backend_options
 from trtkit.errors import ConfigError, DependencyError
 from trtkit.manifest import Manifest, read_engine_file
@@ -24,6 +25,9 @@ from trtkit.runtime.tensors import TensorSpec
 from trtkit.text import safe_lines
 from trtkit.tools.capability import check_capability
 from trtkit.tools.layers import EngineLayers, engine_layers
+from trtkit.tools.placement import Placement, PlacementKind, placement, placement_kind
+
+_RUNS: dict[PlacementKind, str] = {"quantized": "", "float": "float", "conversion": "convert", "other": "-"}
 
 
 def _echo(message: object = "", err: bool = False) -> None:
@@ -92,6 +96,12 @@ def _print_engine(path: Path, m: Manifest) -> None:
                f"version compatible {compat.get('version_compatible')}")
     _echo(f"  onnx:     {m.onnx.get('name')} sha256 {str(m.onnx.get('sha256'))[:16]}...")
     _echo(f"  precision {m.config.get('precision')}" + ("" if m.config.get("tf32", True) else " (no TF32)"))
+    quantization = m.extra.get("quantization")
+    if isinstance(quantization, Mapping):
+        _echo(f"  {quantization_line(quantization)}")
+        where = quantization.get("placement")
+        if isinstance(where, Mapping) and where.get("summary"):
+            _echo(f"  placement: {where['summary']}")
     _echo("  tensors:")
     for t in m.tensors:
         extra = " (shape tensor)" if t.is_shape_tensor else ""
@@ -131,9 +141,17 @@ def _print_layers(path: Path, info: EngineLayers, manifest: Manifest | None) -> 
         _echo(f"  only layer names: the engine was built without detailed profiling verbosity; "
                    f"{_rebuild_hint(path, manifest)}.")
         return
-    rows = [(str(i), layer.type or "?", layer.precision or "?", layer.tactic or "-", layer.name)
-            for i, layer in enumerate(info)]
-    heads = ("#", "type", "precision", "tactic", "name")
+    found = _quantized_placement(info, manifest)
+    if found is not None:
+        label = "/".join(p.upper() for p in found.precisions) or "INT8"
+        rows: list[tuple[str, ...]] = [
+                (str(i), layer.type or "?", layer.precision or "?", _RUNS[placement_kind(layer)] or label,
+                 layer.tactic or "-", layer.name) for i, layer in enumerate(info)]
+        heads: tuple[str, ...] = ("#", "type", "precision", "runs in", "tactic", "name")
+    else:
+        rows = [(str(i), layer.type or "?", layer.precision or "?", layer.tactic or "-", layer.name)
+                for i, layer in enumerate(info)]
+        heads = ("#", "type", "precision", "tactic", "name")
     widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(heads[:-1])]
     widths = [min(w, 48) for w in widths]
 
@@ -143,6 +161,18 @@ def _print_layers(path: Path, info: EngineLayers, manifest: Manifest | None) -> 
     _echo(line(heads))
     for r in rows:
         _echo(line(r))
+    if found is not None:
+        _echo(f"  {found.summary()}")
+
+
+def _quantized_placement(info: EngineLayers, manifest: Manifest | None) -> Placement | None:
+    """Where quantization took hold, for an engine with detailed layers that is quantized (by its manifest's
+    precision, or by layers that compute in INT8/FP8)."""
+    if not info.detailed:
+        return None
+    found = placement(info)
+    quantized_build = manifest is not None and manifest.config.get("precision") in ("int8", "fp8")
+    return found if found.quantized or quantized_build else None
 
 
 def _print_plan_tensors(path: Path, plan_size: int, inputs: Sequence[TensorSpec],
@@ -230,6 +260,9 @@ def _inspect_layers(path: Path, plan: bytes, manifest: Manifest | None, as_json:
                                "backend": be.label, **info.to_dict()}
         if not info.detailed:
             out["hint"] = _rebuild_hint(path, manifest)
+        found = _quantized_placement(info, manifest)
+        if found is not None:
+            out["placement"] = found.to_dict()
         echo_json(out)
         return 0
     if manifest is not None:

@@ -21,8 +21,10 @@ from trtkit.cli.demo import demo_command
 from trtkit.cli.doctor import doctor_command
 from trtkit.cli.export_triton import export_triton_command
 from trtkit.cli.inspect import inspect_command
+from trtkit.cli.quantize import quantize_command
 from trtkit.cli.run import run_command
 from trtkit.cli.sanitize import sanitize_command
+from trtkit.cli.serve import serve_command
 from trtkit.errors import BuildCancelledError, TrtkitError
 from trtkit.text import safe_lines
 
@@ -60,6 +62,8 @@ cli.add_command(doctor_command)
 cli.add_command(export_triton_command)
 cli.add_command(cache_command)
 cli.add_command(sanitize_command)
+cli.add_command(serve_command)
+cli.add_command(quantize_command)
 cli.add_command(debug_command)
 
 

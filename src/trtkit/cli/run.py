@@ -102,7 +102,7 @@ def run_command(engine: Path, inputs: tuple[str, ...], output: Path | None, devi
                      **load_kwargs(plugins, allow_host_code, lean_runtime)) as le:
         result = {name: np.asarray(value) for name, value in le.infer(arrays).items()}
     buf = io.BytesIO()  # written whole, then moved into place: never a half-written file at ``out``
-    np.savez(buf, **result)  # type: ignore[arg-type]  # the stub takes the mapping for allow_pickle=
+    np.savez(buf, **result)  # type: ignore[arg-type, unused-ignore]  # the stub takes the mapping for allow_pickle=
     atomic_write(out, buf.getbuffer(), error=InputError)
     for name, arr in result.items():
         _echo(f"{name}: {arr.dtype}[{format_shape(arr.shape)}]")

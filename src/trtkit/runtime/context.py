@@ -11,20 +11,19 @@ import difflib
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
-from trtkit import dtypes
-from trtkit.backend import Backend, CudaEngine, ExecutionContext, RtxCudaEngine
+from trtkit.backend import ExecutionContext, RtxCudaEngine
 from trtkit.errors import ClosedError, ExecutionError, InputError, UnsupportedFeatureError
 from trtkit.log import get_logger
-from trtkit.profiles import Shape
+from trtkit.runtime import device_path
+from trtkit.runtime.bindings import Bindings, EngineParts
 from trtkit.runtime.graphs import GraphCache
+from trtkit.runtime.host_path import HOST_PLAN_MAX_BYTES, HostPlan, make_plan
 from trtkit.runtime.io import ArrayAdapter, CallInputs, OutputMaker, check_output, prepare_inputs, wrap_results
-from trtkit.runtime.memory.arrays import Buffer, DeviceArray, find_owner, host_array, raw_owner
-from trtkit.runtime.memory.pools import DevicePool, PinnedPool
+from trtkit.runtime.memory.arrays import Buffer, DeviceArray, find_owner, raw_owner
 from trtkit.runtime.memory.streams import (
     PARALLEL_COPY_MIN,
-    CudaDevice,
     CudaEvent,
     CudaStream,
     StreamLike,
@@ -48,21 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["Context", "EngineParts"]
 
 _log = get_logger("runtime")
+_EVENT_RING = 4
 
-class EngineParts(Protocol):
-    """What a context uses of its :class:`~trtkit.runtime.loading.LoadedEngine`."""
-
-    backend: Backend
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    device_index: int
-    pool: DevicePool
-    pinned: PinnedPool
-    _dev: CudaDevice
-    _engine: CudaEngine
-
-
-class Context:
+class Context(Bindings):
     """One execution context with its own stream. Calls on one context are serialized by a lock; use
     several contexts (or :meth:`LoadedEngine.infer`) for concurrent calls."""
 
@@ -119,6 +106,15 @@ class Context:
         self.cuda_graph = cuda_graph
         self._graphs = GraphCache(be)
         self._closed = False
+        # Bumped whenever a binding, buffer, shape, profile or stream changes: a HostPlan made at another
+        # generation is stale.
+        self._generation = 0
+        self._host_plan: HostPlan | None = None
+        self._device_plan: device_path.DevicePlan | None = None
+        self._out_list = tuple(s.name for s in self.outputs)
+        self._events: list[CudaEvent] = []
+        self._event_next = 0
+        self._plan_ok = not self._host_in
 
     def _host_buffer(self, spec: TensorSpec) -> NDArray[np.generic]:
         import numpy as np
@@ -137,51 +133,6 @@ class Context:
         """CUDA graphs captured, replayed, and shapes that fell back to plain launches."""
         return self._graphs.stats
 
-    # ---- binding ------------------------------------------------------------------------------------------
-
-    def _fail(self, what: str) -> ExecutionError:
-        return ExecutionError(f"{self._be.label}: {what}")
-
-    def _ensure_shapes(self, key: tuple[Shape, ...], values: tuple[Shape, ...] = ()) -> ShapeState:
-        """Ready for input shapes ``key`` and shape-tensor ``values``; a no-op when both are the last call's."""
-        full = key + values if values else key
-        tracker = self._shapes
-        if full == tracker.key and tracker.state is not None:
-            return tracker.state
-        state, switched = tracker.update(full, key, values, self.stream, self._handle, self._bind)
-        if switched:
-            self._graphs.drop()
-        return state
-
-    def _bind(self, name: str, addr: int) -> None:
-        if self._addr.get(name) != addr:
-            mark = self._be.log_mark()
-            if not self._ctx.set_tensor_address(name, addr):
-                raise ExecutionError(f"{self._be.label}: set_tensor_address({name!r}, {addr:#x}) was rejected",
-                                     tensorrt_log=self._be.log_since(mark))
-            self._addr[name] = addr
-
-    def _device_buffer(self, name: str, nbytes: int) -> int:
-        buf = self._dev_bufs.get(name)
-        if buf is None or int(buf.size) < nbytes:
-            if buf is not None:
-                buf.close(self.stream)
-            buf = self.engine.pool.allocate(nbytes, self.stream)
-            self._dev_bufs[name] = buf
-        return int(buf.handle)
-
-    def _pinned_buffer(self, name: str, nbytes: int) -> NDArray[np.uint8]:
-        """Pinned staging bytes for ``name`` (at least ``nbytes``), reused across calls."""
-        entry = self._pin_bufs.get(name)
-        if entry is None or int(entry[0].size) < nbytes:
-            import numpy as np
-
-            buf = self.engine.pinned.allocate(nbytes, self.stream)
-            view = cast("NDArray[np.uint8]", host_array(buf, (int(buf.size),), np.uint8))
-            self._pin_bufs[name] = (buf, view)
-            return view
-        return entry[1]
-
     # ---- execution --------------------------------------------------------------------------------------
 
     def _launch(self) -> None:
@@ -194,14 +145,6 @@ class Context:
         mark = self._be.log_mark()
         if not self._ctx.execute_async_v3(self._handle):
             raise ExecutionError(f"{self._be.label}: execute_async_v3 failed", tensorrt_log=self._be.log_since(mark))
-
-    def _hold(self, refs: list[object]) -> None:
-        """Keep device inputs alive until the stream has used them (one reused event)."""
-        if self._keep_event is not None and self._keep and self._keep_event.is_done:
-            self._keep.clear()
-        if refs:
-            self._keep.extend(refs)
-            self._keep_event = self.stream.record(self._keep_event)
 
     def _prepare(self, inputs: object, outputs: Mapping[str, object] | None, stream: StreamLike | None,
                  ordered: bool, factory: OutputFactory | None,
@@ -264,21 +207,6 @@ class Context:
             self._hold(refs)
         return out, device_call, call
 
-    def _switch_stream(self, stream: StreamLike) -> None:
-        """Run on ``stream`` from now on. The buffers this context reuses were last used on the previous
-        stream: the new one first waits for the work queued there (one event)."""
-        new = to_stream(stream)
-        handle = stream_handle(new)
-        self._order.after(handle, self._handle)
-        self.stream, self._handle = new, handle
-        self._own_stream = False
-        self._graphs.last_key = None
-
-    def _apply_order(self) -> None:
-        for producer in dict.fromkeys(self._producers):
-            self._order.after(self._handle, producer)
-        self._producers.clear()
-
     def _bind_outputs(self, state: ShapeState, outputs: Mapping[str, object] | None, device_call: bool,
                       ordered: bool, factory: OutputFactory | None, maker: OutputMaker | None) -> Outputs:
         result: Outputs = {}
@@ -324,6 +252,14 @@ class Context:
                                             strict=True):
             target = result.get(spec.name)
             if shape is None:
+                continue
+            if target is None and staged and nbytes < HOST_PLAN_MAX_BYTES:
+                # Small: through this context's pinned staging buffer into a new array after the sync (a
+                # pooled pinned array per call costs more than the copy).
+                pin = self._pinned_buffer("out:" + spec.name, nbytes)
+                copy_async(pin.ctypes.data, self._addr[spec.name], nbytes, self._handle)
+                result[spec.name] = target = np.empty(shape, npd)
+                self._copy_out.append((target, pin[:nbytes]))
                 continue
             if target is None:
                 target = self.engine.pinned.empty(shape, npd, self.stream)
@@ -377,6 +313,17 @@ class Context:
 
     def _infer_locked(self, inputs: object, outputs: Mapping[str, object] | None, stream: StreamLike | None,
                       ordered: bool, factory: OutputFactory | None, family: ArrayAdapter | None) -> Outputs:
+        plan = self._host_plan
+        if plan is not None and plan.generation == self._generation and outputs is None and stream is None \
+                and factory is None and self._pending is None and (family is None or not family.wraps):
+            fast = self._run_host_plan(plan, inputs)
+            if fast is not None:
+                return fast
+        dplan = self._device_plan
+        if dplan is not None and dplan.generation == self._generation and stream is None and factory is None:
+            hit = device_path.check_plan(dplan, inputs, outputs, ordered, family, self._handle)
+            if hit is not None:
+                return self._run_device_plan(hit, dplan.ordered, outputs)
         result, device_call, call = self._prepare(inputs, outputs, stream, ordered, factory, family)
         state = self._shapes.state
         assert state is not None
@@ -387,8 +334,57 @@ class Context:
             self._finish_host(state, result)
             self.stream.sync()
             self._drain_copy_out()
+            if self._plan_ok and outputs is None and stream is None and factory is None and call[4] is None \
+                    and not self._shapes.dds:
+                self._host_plan = make_plan(self._generation, self._in_names, call[0], self._in_np, self.outputs,
+                                            self._out_np, state.out_shapes, state.out_nbytes, self._pin_bufs,
+                                            self._addr)
+        elif self._plan_ok and outputs and stream is None and factory is None and not self._shapes.dds:
+            self._device_plan = device_path.make_plan(self._generation, call[0], outputs, self._out_list, call[2],
+                                                      call[1] is not None, self.engine.device_index)
         wrap = call[4]
         return result if wrap is None else wrap_results(wrap, result, outputs)
+
+    def _run_host_plan(self, plan: HostPlan, given: object) -> Outputs | None:
+        """Run ``plan`` (:mod:`trtkit.runtime.host_path`) for ``given``; None, with nothing done, unless
+        ``given`` fits it exactly."""
+        import numpy as np
+
+        if type(given) is dict:
+            named: dict[str, object] = given
+        elif plan.single is not None and type(given) is np.ndarray:
+            named = {plan.single: given}
+        else:
+            return None
+        if len(named) != len(plan.inputs):
+            return None
+        arrays = []
+        for t in plan.inputs:  # every check before any copy
+            a = named.get(t.name)
+            if type(a) is not np.ndarray or a.dtype is not t.dtype or a.shape != t.shape or not a.flags.c_contiguous:
+                return None
+            if a.base is not None and find_owner(a) is not None:
+                return None  # pinned by trtkit: the full path uploads it without staging
+            arrays.append(a)
+        for t, a in zip(plan.inputs, arrays, strict=True):
+            np.copyto(t.staging, a)
+            copy_async(t.device_ptr, t.staging_ptr, t.nbytes, self._handle)
+        self._launch()
+        for t in plan.outputs:
+            copy_async(t.staging_ptr, t.device_ptr, t.nbytes, self._handle)
+        self.stream.sync()
+        return {t.name: t.staging.copy() for t in plan.outputs}
+
+    def _run_device_plan(self, hit: tuple[list[object], int | None], ordered: bool,
+                         outputs: Mapping[str, object] | None, record: bool = True) -> Outputs:
+        refs, producer = hit
+        if producer is not None:
+            self._order.after(self._handle, producer)
+        if not ordered:
+            self._hold(refs, record, same_memory=True)
+        self._launch()
+        assert outputs is not None
+        return {name: outputs[name] for name in self._out_list}
 
     def _drain_copy_out(self) -> None:
         while self._copy_out:
@@ -396,11 +392,27 @@ class Context:
             host_copy(target, staged)
 
     def infer_async(self, inputs: object, *, outputs: Mapping[str, object] | None = None,
-                    stream: StreamLike | None = None) -> InferHandle:
-        """Launch and return at once; ``handle.wait()`` gives the outputs. Engines with data-dependent output
-        shapes synchronize inside (their output size is only known after the run)."""
+                    stream: StreamLike | None = None, sync_inputs: bool = True) -> InferHandle:
+        """Launch and return at once; ``handle.wait()`` gives the outputs (``sync_inputs`` as in :meth:`infer`).
+        Engines with data-dependent output shapes synchronize inside (their output size is only known after
+        the run)."""
         with self._lock:
-            result, device_call, _ = self._prepare(inputs, outputs, stream, False, None, None)
+            dplan = self._device_plan
+            if dplan is not None and stream is None and dplan.generation == self._generation:
+                hit = device_path.check_plan(dplan, inputs, outputs, not sync_inputs, None, self._handle)
+                if hit is not None:  # the lean path: see _run_device_plan
+                    assert outputs is not None
+                    refs, producer = hit
+                    if producer is not None:
+                        self._order.after(self._handle, producer)
+                    if not dplan.ordered:
+                        self._hold(refs, False, True)
+                    self._launch()
+                    event = self._next_event()
+                    if not dplan.ordered:
+                        self._keep_event = event  # marks the end of this call's work: holds its inputs
+                    return InferHandle(event, {name: outputs[name] for name in self._out_list})
+            result, device_call, call = self._prepare(inputs, outputs, stream, not sync_inputs, None, None)
             state = self._shapes.state
             assert state is not None
             self._launch()
@@ -408,18 +420,30 @@ class Context:
                 self._shapes.collect(result, device_call, self.stream, self._handle)
             elif not device_call:
                 self._finish_host(state, result, staged=False)  # the staging buffer is reused by the next call
-            event = self.stream.record()
+            elif self._plan_ok and outputs and stream is None:
+                self._device_plan = device_path.make_plan(self._generation, call[0], outputs, self._out_list,
+                                                          call[2], False, self.engine.device_index)
+            event = self._next_event()
             if not device_call:
                 self._pending = event
-            return InferHandle(event, result, list(self._keep))
+            return InferHandle(event, result)
+
+    def _next_event(self) -> CudaEvent:
+        """Record the next event of a small ring: creating one per call costs more than the rest of the call.
+        Waiting on an event re-recorded by a later call waits for that call too: later, never too early."""
+        events, i = self._events, self._event_next
+        self._event_next = (i + 1) % _EVENT_RING
+        if len(events) == _EVENT_RING:
+            return self.stream.record(events[i])
+        event = self.stream.record()
+        events.append(event)
+        return event
 
     # ---- fixed buffers (benchmarks, raw loops) -----------------------------------------------------------
 
     def prepare_static(self, shapes: Mapping[str, Sequence[int]], *, seed: int = 0) -> StaticIO:
         """Allocate and bind device buffers for ``shapes`` (inputs filled with random data) plus pinned host
         mirrors; then :meth:`enqueue` runs without any per-call work but the launch."""
-        import numpy as np
-
         if self._host_in:
             raise UnsupportedFeatureError(
                 f"static buffers need every input on the device; {', '.join(self._host_in)} are shape tensors "
@@ -429,25 +453,8 @@ class Context:
             state = self._ensure_shapes(key)
             if self._shapes.dds:
                 raise UnsupportedFeatureError("static buffers need outputs whose shape is known before the run")
-            rng = np.random.default_rng(seed)
-            io = StaticIO({}, {}, {}, {})
-            for spec, shape in zip(self.inputs, key, strict=True):
-                npd = self._in_np[spec.name]
-                host = self.engine.pinned.empty(shape, npd, self.stream)
-                host[...] = dtypes.random_array(npd, shape, rng)
-                buf = self.engine.pool.allocate(int(host.nbytes), self.stream)
-                arr = DeviceArray(buf, shape, npd, self.stream)
-                copy_async(arr.ptr, host.ctypes.data, int(host.nbytes), self._handle)
-                self._bind(spec.name, arr.ptr)
-                io.inputs[spec.name], io.host_inputs[spec.name] = arr, host
-            for spec, oshape, nbytes, npd in zip(self.outputs, state.out_shapes, state.out_nbytes, self._out_np,
-                                                 strict=True):
-                assert oshape is not None
-                buf = self.engine.pool.allocate(nbytes, self.stream)
-                arr = DeviceArray(buf, oshape, npd, self.stream)
-                self._bind(spec.name, arr.ptr)
-                io.outputs[spec.name] = arr
-                io.host_outputs[spec.name] = self.engine.pinned.empty(oshape, npd, self.stream)
+            io = StaticIO.bind(self.inputs, key, self._in_np, self.outputs, state.out_shapes, state.out_nbytes,
+                               self._out_np, self.engine.pool, self.engine.pinned, self.stream, self._bind, seed)
             self.stream.sync()
             return io
 
@@ -461,6 +468,7 @@ class Context:
         if self._closed:
             return
         self._closed = True
+        self._host_plan = None
         try:
             self.stream.sync()
         except Exception as exc:  # pragma: no cover - best effort at teardown

@@ -62,7 +62,7 @@ class _CupyArray(Protocol):
     data: _CupyMemory
 
 
-class _TorchTensor(Protocol):
+class TorchTensor(Protocol):
     """What trtkit reads of a PyTorch tensor (its attributes: DLPack export would cost about 15 us)."""
 
     shape: tuple[int, ...]
@@ -109,10 +109,20 @@ def _c_contiguous(shape: tuple[int, ...], strides: tuple[int, ...] | None) -> bo
     return True
 
 
+_DTYPE_NAMES: dict[object, str] = {}
+"""trtkit dtype names by NumPy dtype object (``dtype.name`` is computed in Python on every access)."""
+
+
 def _numpy_info(arr: NDArray[np.generic]) -> ArrayInfo:
-    name = arr.dtype.name
-    return ArrayInfo("host", arr.shape, _NP_TO_TRTKIT.get(name, name), bool(arr.flags.c_contiguous), -1, 0,
-                     find_owner(arr) is not None, arr)
+    dt = arr.dtype
+    name = _DTYPE_NAMES.get(dt)
+    if name is None:
+        name = _NP_TO_TRTKIT.get(dt.name, dt.name)
+        if not dt.isnative:  # TensorRT reads native byte order: refused by the dtype check, never uploaded
+            name = f"{name} (byte-swapped: x.astype(x.dtype.newbyteorder('=')))"
+        _DTYPE_NAMES[dt] = name
+    return ArrayInfo("host", arr.shape, name, bool(arr.flags.c_contiguous), -1, 0,
+                     arr.base is not None and find_owner(arr) is not None, arr)
 
 
 class ArrayAdapter:
@@ -194,7 +204,7 @@ class _TorchAdapter(ArrayAdapter):
 
     def describe(self, obj: object, stream: int | None, ordered: bool) -> ArrayInfo:
         if ordered:
-            t: _TorchTensor = obj  # type: ignore[assignment]  # this adapter is only handed torch tensors
+            t: TorchTensor = obj  # type: ignore[assignment]  # this adapter is only handed torch tensors
             dev = t.get_device()
             if dev >= 0:
                 dtype = t.dtype
@@ -215,7 +225,7 @@ class _TorchAdapter(ArrayAdapter):
         return info
 
     def in_caller(self, obj: object) -> tuple[int, OutputMaker] | None:
-        t: _TorchTensor = obj  # type: ignore[assignment]
+        t: TorchTensor = obj  # type: ignore[assignment]
         index = t.get_device()
         if index < 0:
             return None

@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import DTypeLike, NDArray
 
+_current = threading.local()
+"""The CUDA device trtkit last made current on each thread."""
+
 __all__ = ["LoadedEngine", "load_engine"]
 
 _log = get_logger("runtime")
@@ -222,8 +225,7 @@ class LoadedEngine:
         self.inputs = tuple(t for t in self.tensors if t.is_input)
         self.outputs = tuple(t for t in self.tensors if not t.is_input)
         self.specs = {t.name: t for t in self.tensors}
-        self._local = threading.local()
-        self._local.current = True
+        _current.device = self.device_index  # loading made it current on this thread
         self._idle: queue.SimpleQueue[Context] = queue.SimpleQueue()
         self._contexts: list[Context] = []
         self._max_contexts = max(1, max_contexts)
@@ -252,10 +254,11 @@ class LoadedEngine:
             raise ClosedError(f"engine {self.source} was closed")
 
     def ensure_current(self) -> None:
-        """Make the engine's device current on the calling thread (once per thread)."""
-        if not getattr(self._local, "current", False):
+        """Make the engine's device current on the calling thread (a no-op when it already is, as far as trtkit
+        set it: a thread that runs engines on several GPUs switches each time)."""
+        if getattr(_current, "device", None) != self.device_index:
             self._dev.set_current()
-            self._local.current = True
+            _current.device = self.device_index
 
     def create_context(self, *, stream: StreamLike | None = None, cuda_graph: bool = False) -> Context:
         """A new execution context with its own stream (or ``stream``, borrowed)."""

@@ -222,7 +222,7 @@ def _draw(npd: np.dtype[np.generic], shape: tuple[int, ...], rng: np.random.Gene
           bounds: tuple[float, float], name: str) -> Array:
     lo, hi = float(bounds[0]), float(bounds[1])
     if npd.kind == "f":
-        top = float(np.finfo(npd).max)  # type: ignore[type-var]
+        top = float(np.finfo(npd).max)  # type: ignore[type-var, arg-type, unused-ignore]
         if lo < -top or hi > top:
             raise ConfigError(f"val_range ({lo:g}, {hi:g}) for input {name!r} exceeds what {npd.name} holds "
                               f"(+-{top:g})")

@@ -14,6 +14,8 @@ TensorRT 10.x to 11.x"):
   ``Origin`` and the layer's parameters; ``NONE`` gives nothing.
 * Without an execution context whose input shapes are set, dims that depend on them read ``-1`` and formats
   read ``"N/A due to dynamic shapes"``; :func:`engine_layers` therefore sets one up at the opt shapes.
+
+Where quantization took hold, from these records: :mod:`trtkit.tools.placement`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
@@ -283,7 +283,7 @@ def _is_engine(candidate: object) -> bool:
 def compare_layerwise(
     reference: ModelSource | OnnxModel,
     candidate: ModelSource | OnnxModel | Path | None,
-    feeds: Mapping[str, np.ndarray],
+    feeds: Mapping[str, np.ndarray[Any, Any]],
     *,
     tensors: Sequence[str] | None = None,
     tolerance: Tolerance | None = None,

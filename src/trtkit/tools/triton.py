@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from trtkit import dtypes
 from trtkit._version import __version__
@@ -26,19 +26,27 @@ from trtkit.errors import ConfigError, EngineFileError, EngineIncompatibleError,
 from trtkit.files import atomic_write
 from trtkit.manifest import Manifest, TensorInfo, manifest_path, read_engine_file
 from trtkit.profiles import format_shape
+from trtkit.tools.triton_python import MODEL_FILENAME, model_py
+from trtkit.tools.triton_server import TritonVerdict, check_with_triton
 
 __all__ = [
     "TritonConfig",
     "TritonExport",
     "TritonExportError",
+    "TritonVerdict",
+    "check_with_triton",
     "export_triton",
     "triton_config",
 ]
 
 PLAN_FILENAME: Final = "model.plan"
 CONFIG_FILENAME: Final = "config.pbtxt"
+Runtime = Literal["tensorrt", "python"]
+"""``tensorrt``: Triton's TensorRT backend loads the plan; ``python``: a Python-backend model runs it with trtkit."""
 
-_NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")  # matched against the whole name (fullmatch)
+# Triton's validator takes any directory name, but its HTTP endpoint does not percent-decode the URL, so a name
+# outside these characters cannot be reached by HTTP clients (tritonclient quotes it). Matched with fullmatch.
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.\-]+")
 _MAX_NAME: Final = 255
 _INT32_MAX: Final = 2**31 - 1
 _INT64_MAX: Final = 2**63 - 1
@@ -75,25 +83,25 @@ class TritonExport:
 
 
 def _check_name(name: str, derived_from: str | None = None) -> None:
-    if not isinstance(name, str) or len(name) > _MAX_NAME or not _NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or len(name) > _MAX_NAME or not _NAME_RE.fullmatch(name) or name in (".", ".."):
         shown = repr(name) if isinstance(name, str) and len(name) <= 80 else (
             f"{name[:60]!r}... ({len(name)} characters)" if isinstance(name, str) else type(name).__name__)
         origin = f" (taken from {derived_from}; pass --name / name= to choose one)" if derived_from else ""
         raise TritonExportError(
             f"{shown}{origin} is not a valid Triton model name: it is a directory in the model repository and "
-            "part of the URL clients call (/v2/models/NAME/infer). Use letters, digits, '_', '-' and '.', "
-            f"starting with a letter, digit or '_', at most {_MAX_NAME} characters (e.g. 'resnet50' or "
-            "'resnet50_fp16')"
+            "part of the URL clients call (/v2/models/NAME/infer), which Triton does not percent-decode. Use "
+            f"letters, digits, '_', '-' and '.' (not '.' or '..' alone), at most {_MAX_NAME} characters (e.g. "
+            "'resnet50' or 'resnet50_fp16')"
         )
 
 
 def _check_version(version: int) -> None:
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= _INT64_MAX:
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= _INT64_MAX:
         shown = repr(version) if not isinstance(version, int) or abs(version) < 10**30 else \
             f"an integer of {len(str(abs(version)))} digits"
         raise ConfigError(
-            f"model version must be an integer from 1 to 2^63-1 ({_INT64_MAX}), got {shown}: Triton keeps "
-            "versions as int64 and ignores version directories that are not numbers or that start with '0'"
+            f"model version must be an integer from 0 to 2^63-1 ({_INT64_MAX}), got {shown}: Triton keeps "
+            "versions as int64 and ignores version directories that are not numbers or have leading zeros"
         )
 
 
@@ -166,20 +174,8 @@ def _profile_opt_batches(manifest: Manifest, limit: int) -> tuple[int, ...]:
 
 def _quote(text: str) -> str:
     """A protobuf text-format string literal (UTF-8 kept, quotes, backslashes and controls escaped)."""
-    out = []
-    for ch in text:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\{ord(ch):03o}")
-        else:
-            out.append(ch)
+    named = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+    out = [named.get(ch) or (f"\\{ord(ch):03o}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch) for ch in text]
     return '"' + "".join(out) + '"'
 
 
@@ -189,6 +185,11 @@ def _ints(values: Sequence[int]) -> str:
 
 def _tensor_block(t: TensorInfo, batching: bool) -> list[str]:
     dims = list(t.shape[1:] if batching else t.shape)
+    if any(d == 0 or d < -1 for d in dims):
+        raise TritonExportError(
+            f"{t.mode} {t.name!r} has shape {format_shape(t.shape)}; Triton refuses it: every dimension must be "
+            "an integer >= 1, or -1 for a variable-size dimension. Rebuild without empty (0) dims"
+        )
     lines = ["  {", f"    name: {_quote(t.name)}", f"    data_type: {_triton_type(t)}"]
     if dims:
         lines.append(f"    dims: {_ints(dims)}")
@@ -217,6 +218,7 @@ def triton_config(
     instances: int = 1,
     gpus: Sequence[int] | None = None,
     source: str = "the engine",
+    runtime: Runtime = "tensorrt",
 ) -> TritonConfig:
     """Build the ``config.pbtxt`` text for an engine described by ``manifest``.
 
@@ -230,6 +232,8 @@ def triton_config(
         max_queue_delay_us: how long the dynamic batcher may wait to form a batch.
         instances: execution instances per GPU (per profile when the engine has several profiles).
         gpus: GPU indices for the instances; None lets Triton use every GPU.
+        runtime: ``tensorrt`` (``platform: "tensorrt_plan"``, one instance group per profile) or ``python``
+            (``backend: "python"``, trtkit picks profiles; ``trtkit_requires`` recorded in ``parameters``).
 
     Raises:
         TritonExportError: a name, dtype or shape Triton would reject, or batching the engine cannot do.
@@ -237,6 +241,8 @@ def triton_config(
             batcher options with ``dynamic_batching=False``.
     """
     _check_name(name)
+    if runtime not in ("tensorrt", "python"):
+        raise ConfigError(f"runtime must be 'tensorrt' or 'python', got {runtime!r}")
     _check_int("instances", instances, 1, _INT32_MAX)
     if gpus is not None and (isinstance(gpus, str | bytes) or not isinstance(gpus, Sequence)):
         raise ConfigError(f"gpus must be a list of distinct GPU indices >= 0 such as [0, 1], got {gpus!r}")
@@ -244,9 +250,8 @@ def triton_config(
     if any(isinstance(g, bool) or not isinstance(g, int) or not 0 <= g <= _INT32_MAX for g in gpu_list) or \
             len(set(gpu_list)) != len(gpu_list):
         raise ConfigError(f"gpus must be distinct GPU indices >= 0, got {gpu_list!r}")
-    for label, flag in (("dynamic_batching", dynamic_batching),):
-        if flag is not None and not isinstance(flag, bool):
-            raise ConfigError(f"{label} must be True, False or None, got {flag!r}")
+    if dynamic_batching is not None and not isinstance(dynamic_batching, bool):
+        raise ConfigError(f"dynamic_batching must be True, False or None, got {dynamic_batching!r}")
     if max_queue_delay_us is not None:
         _check_int("max_queue_delay_us", max_queue_delay_us, 0, _UINT64_MAX)
     if preferred_batch_sizes is not None and (isinstance(preferred_batch_sizes, str | bytes)
@@ -277,20 +282,20 @@ def triton_config(
         )
     else:
         mbs = max_batch_size
-    if mbs and len(manifest.profiles) > 1 and len({r.max[0] for p in manifest.profiles
+    if runtime == "tensorrt" and mbs and len(manifest.profiles) > 1 and len({r.max[0] for p in manifest.profiles
                                                    for r in p.ranges.values()}) > 1:
         notes.append(
             f"max_batch_size is {mbs}, the smallest batch max over the {len(manifest.profiles)} profiles: each "
             "instance serves one profile and Triton may route any request to any instance"
         )
 
-    batching_opts = dynamic_batching or preferred_batch_sizes is not None or max_queue_delay_us is not None
-    if mbs == 0 and batching_opts:
+    if mbs == 0 and preferred_batch_sizes:
+        # Triton's own check; the dynamic batcher itself (a queue, no batching) is valid with max_batch_size 0.
         raise TritonExportError(
-            "dynamic batching options were given but the model does not batch (max_batch_size 0)"
-            + (f": {blocker}" if blocker else "")
+            "preferred batch sizes were given but the model does not batch (max_batch_size 0): Triton refuses "
+            "them (\"dynamic batching preferred size must be <= max batch size\")" + (f"; {blocker}" if blocker else "")
         )
-    use_dynamic = bool(mbs) if dynamic_batching is None else dynamic_batching
+    use_dynamic = (bool(mbs) or max_queue_delay_us is not None) if dynamic_batching is None else dynamic_batching
     if not use_dynamic and (preferred_batch_sizes is not None or max_queue_delay_us is not None):
         raise ConfigError(
             "preferred batch sizes and max_queue_delay_us configure the dynamic batcher, which is turned off"
@@ -307,13 +312,18 @@ def triton_config(
                 f"preferred batch sizes {bad} are outside 1..max_batch_size ({mbs}); Triton rejects them"
             )
 
+    if runtime == "python":
+        serve_with = f"# Runs with trtkit >= {__version__} in Triton's Python backend ({MODEL_FILENAME})."
+    elif manifest.backend == "tensorrt":
+        serve_with = f"# Serve it with a Triton release whose TensorRT is {manifest.backend_version}."
+    else:
+        serve_with = "# Triton's TensorRT backend cannot load TensorRT-RTX plans."
     lines = [
         f"# Generated by trtkit {__version__} from {manifest.backend} {manifest.backend_version} engine "
         f"(plan sha256 {manifest.plan_sha256[:16]}...).",
-        f"# Serve it with a Triton release whose TensorRT is {manifest.backend_version}."
-        if manifest.backend == "tensorrt" else "# Triton's TensorRT backend cannot load TensorRT-RTX plans.",
+        serve_with,
         f"name: {_quote(name)}",
-        'platform: "tensorrt_plan"',
+        'backend: "python"' if runtime == "python" else 'platform: "tensorrt_plan"',
         f"max_batch_size: {mbs}",
     ]
     for label, tensors in (("input", manifest.inputs), ("output", manifest.outputs)):
@@ -333,7 +343,7 @@ def triton_config(
         lines.append("}")
 
     profiles: list[str | None] = [str(i) for i in range(len(manifest.profiles))]
-    if len(profiles) < 2:
+    if len(profiles) < 2 or runtime == "python":
         profiles = [None]  # a single profile is Triton's default (profile 0)
     lines.append("instance_group [")
     for i, profile in enumerate(profiles):
@@ -351,6 +361,8 @@ def triton_config(
         "trtkit_version": manifest.trtkit_version,
         "plan_sha256": manifest.plan_sha256,
     }
+    if runtime == "python":
+        params["trtkit_requires"] = __version__
     target = manifest.target
     if target.get("compute_capability"):
         params["compute_capability"] = str(target["compute_capability"])
@@ -388,19 +400,21 @@ def export_triton(
     gpus: Sequence[int] | None = None,
     force: bool = False,
     allow_rtx: bool = False,
+    runtime: Runtime = "tensorrt",
 ) -> TritonExport:
     """Write ``engine`` into the Triton model repository ``repository`` as model ``name`` (default: the engine
     file's stem, ``resnet50`` for ``resnet50.engine``).
 
     Steps, in order: check the name and version; read the plan and its manifest (checking that they match);
-    refuse TensorRT-RTX plans unless ``allow_rtx``; generate the config (see :func:`triton_config` for the
-    options); refuse an existing version directory unless ``force``; write ``<version>/model.plan`` (the plan
-    byte for byte) and then ``config.pbtxt``, each atomically. ``config.pbtxt`` is shared by every version
-    of the model and is replaced.
+    refuse TensorRT-RTX plans unless ``allow_rtx`` (or ``runtime="python"``, which runs them with trtkit);
+    generate the config (see :func:`triton_config` for the options); refuse an existing version directory
+    unless ``force``; write ``<version>/model.plan`` (the plan byte for byte), with ``runtime="python"`` also
+    its manifest and ``<version>/model.py`` (:mod:`trtkit.tools.triton_python`), and then ``config.pbtxt``,
+    each atomically. ``config.pbtxt`` is shared by every version of the model and is replaced.
 
     Raises:
         TritonExportError: invalid name or option Triton would reject; the version exists and ``force`` is False.
-        ConfigError: ``version`` is not an integer in 1..2^63-1, or an option has the wrong type or is out of
+        ConfigError: ``version`` is not an integer in 0..2^63-1, or an option has the wrong type or is out of
             range (see :func:`triton_config`).
         EngineFileError: the engine is missing, corrupt, or has no trtkit manifest (a bare plan's tensors can
             only be read by loading it on a GPU).
@@ -429,7 +443,7 @@ def export_triton(
     assert manifest is not None  # require_manifest=True
     source = f"engine {str(engine_path)!r}"
     warnings: list[str] = []
-    rtx = _check_rtx(manifest, allow_rtx, source)
+    rtx = _check_rtx(manifest, allow_rtx, source) if runtime == "tensorrt" else None
     if rtx:
         warnings.append(rtx + " (written anyway: allow_rtx)")
     config = triton_config(
@@ -442,6 +456,7 @@ def export_triton(
         instances=instances,
         gpus=gpus,
         source=source,
+        runtime=runtime,
     )
 
     repo = Path(repository)
@@ -461,6 +476,9 @@ def export_triton(
     plan_path = version_dir / PLAN_FILENAME
     config_path = model_dir / CONFIG_FILENAME
     atomic_write(plan_path, plan, error=TritonExportError)
+    if runtime == "python":
+        atomic_write(manifest_path(plan_path), manifest_path(engine_path).read_bytes(), error=TritonExportError)
+        atomic_write(version_dir / MODEL_FILENAME, model_py(__version__).encode(), error=TritonExportError)
     atomic_write(config_path, config.text.encode(), error=TritonExportError)
     return TritonExport(
         model_dir=model_dir,

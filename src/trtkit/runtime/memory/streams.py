@@ -9,6 +9,7 @@ import concurrent.futures
 import functools
 import os
 import threading
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Final, Protocol, SupportsInt, TypeAlias, runtime_checkable
 
@@ -157,13 +158,20 @@ def to_stream(stream: StreamLike) -> CudaStream:
     return made
 
 
+_memcpy: tuple[Callable[..., tuple[object]], object, object] | None = None
+
+
 def copy_async(dst: int, src: int, nbytes: int, stream: int) -> None:
     """``cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, stream)`` with addresses as ints."""
     if nbytes <= 0:
         return
-    rt = cudart()
-    (err,) = rt.cudaMemcpyAsync(dst, src, nbytes, rt.cudaMemcpyKind.cudaMemcpyDefault, stream)
-    if int(err) != 0:
+    global _memcpy
+    if _memcpy is None:
+        rt = cudart()
+        _memcpy = (rt.cudaMemcpyAsync, rt.cudaMemcpyKind.cudaMemcpyDefault, rt.cudaError_t.cudaSuccess)
+    memcpy, kind, success = _memcpy  # looked up once: each attribute access on the enum makes a new object
+    (err,) = memcpy(dst, src, nbytes, kind, stream)
+    if err != success:
         check((err,), f"cudaMemcpyAsync({nbytes} bytes)")
 
 
@@ -183,13 +191,21 @@ class StreamOrder:
 
     def __init__(self) -> None:
         self._event: object = None
+        self._calls: tuple[Callable[..., tuple[object]], Callable[..., tuple[object]], object] | None = None
 
     def after(self, consumer: int, producer: int) -> None:
         rt = cudart()
         if self._event is None:
             self._event = check(rt.cudaEventCreateWithFlags(rt.cudaEventDisableTiming), "cudaEventCreateWithFlags")
-        check(rt.cudaEventRecord(self._event, producer), "cudaEventRecord")
-        check(rt.cudaStreamWaitEvent(consumer, self._event, 0), "cudaStreamWaitEvent")
+            self._calls = (rt.cudaEventRecord, rt.cudaStreamWaitEvent, rt.cudaError_t.cudaSuccess)
+        assert self._calls is not None
+        record, wait, success = self._calls
+        result = record(self._event, producer)
+        if result[0] != success:
+            check(result, "cudaEventRecord")
+        result = wait(consumer, self._event, 0)
+        if result[0] != success:
+            check(result, "cudaStreamWaitEvent")
 
     def close(self) -> None:
         if self._event is not None:
