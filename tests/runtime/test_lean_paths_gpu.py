@@ -56,11 +56,13 @@ def test_a_repeated_call_makes_only_the_launch(le: LoadedEngine) -> None:
     with le.create_context() as ctx:
         ctx.infer(x_of(8))  # full path: binds and makes the plan
         calls = counted(ctx)
+        allocations = le.pool.stats().allocations
         for seed in range(5):
             x = x_of(8, seed)
             y = ctx.infer(x)["y"]
             np.testing.assert_allclose(y, x * 2 + 1, rtol=1e-6)
         assert calls == Counter({"execute_async_v3": 5})
+        assert le.pool.stats().allocations == allocations  # no device allocation per call
 
 
 def test_results_are_new_arrays_each_call(le: LoadedEngine) -> None:
