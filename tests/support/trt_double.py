@@ -724,9 +724,16 @@ def _make(flavor: str, version: str, device_cc: tuple[int, int], fail_factory: b
         def _internal_stream(self) -> int:
             # TensorRT allocates on its own (nonzero) streams; the double keeps one CuPy stream.
             if self._stream is None:
-                import cupy as cp
+                cp = _cupy()
+                if cp is not None:
+                    self._stream = cp.cuda.Stream(non_blocking=True)
+                else:
+                    from cuda.bindings import runtime as cudart
 
-                self._stream = cp.cuda.Stream(non_blocking=True)
+                    err, raw = cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking)
+                    if int(err) != 0:
+                        raise RuntimeError(f"cudaStreamCreateWithFlags: {err}")
+                    self._stream = types.SimpleNamespace(ptr=int(raw))
             return int(self._stream.ptr)
 
         def _alloc(self, size: int) -> int:
@@ -855,8 +862,48 @@ def _wrap(cp: Any, addr: int, shape: tuple[int, ...], dtype: str) -> Any:
     return cp.ndarray(shape, dtype, cp.cuda.MemoryPointer(mem, 0))
 
 
+def _cupy() -> Any:
+    """CuPy, or None where it cannot load (CuPy 14 needs NumPy 2; PyTriton 0.7's GPU runs need NumPy 1)."""
+    try:
+        import cupy as cp
+    except ImportError:
+        return None
+    return cp
+
+
+class _Cai:
+    """Device memory as ``__cuda_array_interface__`` (for PyTorch where CuPy cannot load)."""
+
+    def __init__(self, addr: int, shape: tuple[int, ...], typestr: str) -> None:
+        self.__cuda_array_interface__ = {"data": (addr, False), "shape": shape, "typestr": typestr, "version": 3,
+                                         "strides": None, "stream": None}
+
+
+def _run_affine_torch(ctx: Any, stream: int) -> None:
+    """The affine op with PyTorch: what the double does where CuPy cannot load."""
+    import numpy as np
+    import torch
+
+    h = ctx._engine._h
+    a, b = h["params"]["a"], h["params"]["b"]
+    ins = [torch.as_tensor(_Cai(ctx._addresses[t["name"]], ctx._shapes[t["name"]],
+                                np.dtype(_NP[t["dtype"]]).str), device="cuda") for t in h["inputs"]]
+    with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
+        for i, t in enumerate(h["outputs"]):
+            x = ins[min(i, len(ins) - 1)]
+            y = torch.as_tensor(_Cai(ctx._addresses[t["name"]], tuple(x.shape), np.dtype(_NP[t["dtype"]]).str),
+                                device="cuda")
+            torch.mul(x, a, out=y)
+            y.add_(b)
+
+
 def _run_op(ctx: Any, stream: int) -> None:
     """Do the plan's op with CuPy on ``stream`` on the device memory at the bound addresses."""
+    cp = _cupy()
+    h = ctx._engine._h
+    if cp is None and h["op"] == "affine" and not ctx._engine._shape_tensors:
+        _run_affine_torch(ctx, stream)
+        return
     import cupy as cp
 
     h = ctx._engine._h
