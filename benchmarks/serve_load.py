@@ -72,6 +72,8 @@ def load(protocol: str, url: str, http_url: str, model: str, requests: int, thre
     local = threading.local()
     before = batch_stats(http_url, model)
 
+    errors: list[str] = []
+
     def one(i: int) -> tuple[float, bool]:
         if not hasattr(local, "client"):
             local.client = make()
@@ -80,8 +82,12 @@ def load(protocol: str, url: str, http_url: str, model: str, requests: int, thre
         try:
             y = _infer(protocol, local.client, model, x)
             ok = bool(np.allclose(y, x * 2 + 1))
-        except Exception:
+            if not ok and len(errors) < 5:
+                errors.append(f"wrong output for {x[0, 0]}: {np.asarray(y).ravel()[:8]}")
+        except Exception as exc:
             ok = False
+            if len(errors) < 5:
+                errors.append(f"{type(exc).__name__}: {str(exc)[:600]}")
         return time.perf_counter() - t0, ok
 
     start = time.perf_counter()
@@ -98,6 +104,7 @@ def load(protocol: str, url: str, http_url: str, model: str, requests: int, thre
         "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
         "batches_formed": formed,
         "executions": sum(formed.values()),
+        "error_samples": errors,
     }
 
 
