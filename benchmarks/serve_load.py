@@ -87,7 +87,8 @@ def load(protocol: str, url: str, http_url: str, model: str, requests: int, thre
         except Exception as exc:
             ok = False
             if len(errors) < 5:
-                errors.append(f"{type(exc).__name__}: {str(exc)[:600]}")
+                text = str(exc)
+                errors.append(f"{type(exc).__name__}: {text[:200]} ... {text[-1200:]}")  # the cause is at the end
         return time.perf_counter() - t0, ok
 
     start = time.perf_counter()
