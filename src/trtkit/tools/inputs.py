@@ -30,6 +30,7 @@ __all__ = [
     "ValRange",
     "check_engine_shapes",
     "check_input_bytes",
+    "data_loader_feeds",
     "generate_inputs",
     "integer_input_rules",
     "load_inputs",
@@ -422,11 +423,13 @@ def check_engine_shapes(manifest: Manifest, shapes: Mapping[str, Sequence[int]],
                      "with a profile that covers them")
 
 
-def run_data_loader(script: str | os.PathLike[str]) -> dict[str, Array]:
-    """The first feed yielded by a Polygraphy-style data loader: ``script.py`` with a function ``load_data()``
-    (or ``script.py:NAME`` for another function) that returns or yields dicts of input name -> array.
+def data_loader_feeds(script: str | os.PathLike[str], *, first_only: bool = False,
+                      what: str = "--data-loader") -> list[dict[str, Array]]:
+    """The feeds yielded by a Polygraphy-style data loader: ``script.py`` with a function ``load_data()`` (or
+    ``script.py:NAME`` for another function) that returns or yields dicts of input name -> array. With
+    ``first_only``, the loader is not iterated past its first feed. ``what`` names the option in messages.
 
-    Only the first feed is used; the script runs in this process (it is code: run only scripts you trust).
+    The script runs in this process (it is code: run only scripts you trust).
 
     Raises:
         InputError: the script is missing, fails, has no such function, or yields nothing or no dict of arrays.
@@ -439,24 +442,36 @@ def run_data_loader(script: str | os.PathLike[str]) -> dict[str, Array]:
         path_text, func = text, "load_data"
     path = Path(path_text)
     if not path.is_file():
-        raise InputError(f"--data-loader: script {str(path)!r} does not exist")
+        raise InputError(f"{what}: script {str(path)!r} does not exist")
     spec = importlib.util.spec_from_file_location(f"trtkit_data_loader_{abs(hash(str(path.resolve())))}", path)
     if spec is None or spec.loader is None:
-        raise InputError(f"--data-loader: cannot load {str(path)!r} as a Python script")
+        raise InputError(f"{what}: cannot load {str(path)!r} as a Python script")
     module = importlib.util.module_from_spec(spec)
+    feeds: list[dict[str, Array]] = []
     try:
         spec.loader.exec_module(module)
         loader = getattr(module, func, None)
         if not callable(loader):
-            raise InputError(f"--data-loader: {str(path)!r} defines no function {func}(); define {func}() that "
+            raise InputError(f"{what}: {str(path)!r} defines no function {func}(); define {func}() that "
                              "yields dicts of input name -> array")
         result = loader()
-        first = result if isinstance(result, Mapping) else next(iter(result), None)
+        for i, item in enumerate([result] if isinstance(result, Mapping) else result):
+            if not isinstance(item, Mapping) or not item:
+                raise InputError(f"{what}: {func}() in {str(path)!r} yielded {type(item).__name__} as feed {i}, "
+                                 "not a dict of input name -> array")
+            feeds.append({str(k): np.asarray(v) for k, v in item.items()})
+            if first_only:
+                break
     except InputError:
         raise
     except Exception as exc:  # the user's script raises whatever it raises
-        raise InputError(f"--data-loader {str(path)!r} failed: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(first, Mapping) or not first:
-        raise InputError(f"--data-loader: {func}() in {str(path)!r} yielded {type(first).__name__}, not a dict of "
-                         "input name -> array")
-    return {str(k): np.asarray(v) for k, v in first.items()}
+        raise InputError(f"{what} {str(path)!r} failed: {type(exc).__name__}: {exc}") from exc
+    if not feeds:
+        raise InputError(f"{what}: {func}() in {str(path)!r} yielded nothing; yield at least one dict of input "
+                         "name -> array")
+    return feeds
+
+
+def run_data_loader(script: str | os.PathLike[str]) -> dict[str, Array]:
+    """The first feed yielded by a Polygraphy-style data loader (see :func:`data_loader_feeds`)."""
+    return data_loader_feeds(script, first_only=True)[0]

@@ -7,7 +7,6 @@ what was expected.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from trtkit.dtypes import lookup
 from trtkit.errors import InputError, UnsupportedFeatureError
 from trtkit.profiles import InputInfo, Profile, ProfilesLike, format_shape, normalize_profiles
 from trtkit.text import safe
-from trtkit.tools.inputs import load_inputs
+from trtkit.tools.inputs import data_loader_feeds, load_inputs
 
 __all__ = ["CalibrationData", "CalibrationSet", "iter_feeds", "load_calibration"]
 
@@ -65,39 +64,8 @@ def data_digest(feeds: Mapping[str, _Array]) -> str:
 
 
 def _loader_feeds(text: str) -> list[dict[str, _Array]]:
-    """Every feed a Polygraphy-style data loader yields (``script.py`` with ``load_data()``, or ``script.py:FUNC``);
-    the same form as the debugging tools' ``--data-loader`` (:func:`trtkit.tools.inputs.run_data_loader`), all
-    feeds rather than the first. The script runs in this process: run only scripts you trust."""
-    path_text, sep, func = text.rpartition(":")
-    if not sep or not path_text.endswith(".py"):
-        path_text, func = text, "load_data"
-    path = Path(path_text)
-    if not path.is_file():
-        raise InputError(f"data loader {str(path)!r} does not exist")
-    spec = importlib.util.spec_from_file_location(f"trtkit_calibration_loader_{abs(hash(str(path.resolve())))}", path)
-    if spec is None or spec.loader is None:
-        raise InputError(f"cannot load {str(path)!r} as a Python script")
-    module = importlib.util.module_from_spec(spec)
-    feeds: list[dict[str, _Array]] = []
-    try:
-        spec.loader.exec_module(module)
-        loader = getattr(module, func, None)
-        if not callable(loader):
-            raise InputError(f"data loader {str(path)!r} defines no function {func}(); define {func}() that "
-                             "yields dicts of input name -> array")
-        result = loader()
-        for i, item in enumerate([result] if isinstance(result, Mapping) else result):
-            if not isinstance(item, Mapping) or not item:
-                raise InputError(f"{func}() in {str(path)!r} yielded {type(item).__name__} as feed {i}, not a "
-                                 "dict of input name -> array")
-            feeds.append({str(k): np.asarray(v) for k, v in item.items()})
-    except InputError:
-        raise
-    except Exception as exc:  # the user's script raises whatever it raises
-        raise InputError(f"data loader {str(path)!r} failed: {type(exc).__name__}: {exc}") from exc
-    if not feeds:
-        raise InputError(f"{func}() in {str(path)!r} yielded nothing; yield at least one dict of input name -> array")
-    return feeds
+    """Every feed a data loader yields (the debugging tools' ``--data-loader`` form, all feeds)."""
+    return data_loader_feeds(text, what="data loader")
 
 
 def _read_directory(path: Path) -> dict[str, _Array]:
