@@ -1632,45 +1632,38 @@ extern "C" __global__ void peers_fill_affine(const float* x, float* y, int n, fl
                     expect_close(tk_np_fn(i)()["y"], "trtkit multi-stream numpy")
                 init = le.ensure_current
 
-                def tk_async_run(n: int, seconds: float) -> float:
-                    # the raw loop's pattern: N contexts (own streams) in one thread, launch all, then wait all
-                    cs, xx, oo = tk_ctxs[:n], xs[:n], [{"y": y} for y in ys[:n]]
-                    count = 0
-                    t0 = time.perf_counter()
-                    stop = t0 + seconds
-                    while True:
-                        hs_ = [c.infer_async(x, outputs=o) for c, x, o in zip(cs, xx, oo, strict=True)]
-                        for h_ in hs_:
-                            h_.wait()
-                        count += n
-                        if time.perf_counter() >= stop:
-                            break
-                    return count / (time.perf_counter() - t0)
+                def async_run(ctxs: list[Any], sync_inputs: bool = True,
+                              after: Callable[[int, list[Any]], None] | None = None) -> Callable[[int, float], float]:
+                    def run(n: int, seconds: float) -> float:
+                        # the raw loop's pattern: N contexts (own streams) in one thread, launch all, then wait all
+                        cs, xx, oo = ctxs[:n], xs[:n], [{"y": y} for y in ys[:n]]
+                        count = 0
+                        t0 = time.perf_counter()
+                        stop = t0 + seconds
+                        while True:
+                            hs_ = [c.infer_async(x, outputs=o, sync_inputs=sync_inputs)
+                                   for c, x, o in zip(cs, xx, oo, strict=True)]
+                            for h_ in hs_:
+                                h_.wait()
+                            count += n
+                            if time.perf_counter() >= stop:
+                                break
+                        rate = count / (time.perf_counter() - t0)
+                        if after is not None:
+                            after(n, cs)
+                        return rate
+                    return run
 
+                tk_async_run = async_run(tk_ctxs)
                 init()
                 tk_async_run(nmax, 0.05)
                 for i in range(nmax):
                     expect_close(ys[i].cpu().numpy(), "trtkit async multi-stream torch")
                 variants["trtkit_async_1thread_torch"] = {
                     "label": "trtkit: N Contexts, 1 thread, infer_async then wait", "run": tk_async_run}
-
-                def tk_async_unordered_run(n: int, seconds: float) -> float:
-                    # like the raw loop, no ordering against PyTorch's stream: sync_inputs=False (the tensors were
-                    # made and synchronized before the run)
-                    cs, xx, oo = tk_ctxs[:n], xs[:n], [{"y": y} for y in ys[:n]]
-                    count = 0
-                    t0 = time.perf_counter()
-                    stop = t0 + seconds
-                    while True:
-                        hs_ = [c.infer_async(x, outputs=o, sync_inputs=False)
-                               for c, x, o in zip(cs, xx, oo, strict=True)]
-                        for h_ in hs_:
-                            h_.wait()
-                        count += n
-                        if time.perf_counter() >= stop:
-                            break
-                    return count / (time.perf_counter() - t0)
-
+                # like the raw loop, no ordering against PyTorch's stream: sync_inputs=False (the tensors were made
+                # and synchronized before the run)
+                tk_async_unordered_run = async_run(tk_ctxs, sync_inputs=False)
                 tk_async_unordered_run(nmax, 0.05)
                 variants["trtkit_async_1thread_torch_unordered"] = {
                     "label": "trtkit: N Contexts, infer_async(sync_inputs=False)", "run": tk_async_unordered_run}
@@ -1678,22 +1671,10 @@ extern "C" __global__ void peers_fill_affine(const float* x, float* y, int n, fl
                 # launch instead of running execute_async_v3's host code
                 tk_gctxs = self.keep["tk_gctxs"] = [tk_engine.create_context(cuda_graph=True) for _ in range(nmax)]
 
-                def tk_graph_run(n: int, seconds: float) -> float:
-                    cs, xx, oo = tk_gctxs[:n], xs[:n], [{"y": y} for y in ys[:n]]
-                    count = 0
-                    t0 = time.perf_counter()
-                    stop = t0 + seconds
-                    while True:
-                        hs_ = [c.infer_async(x, outputs=o) for c, x, o in zip(cs, xx, oo, strict=True)]
-                        for h_ in hs_:
-                            h_.wait()
-                        count += n
-                        if time.perf_counter() >= stop:
-                            break
-                    rate = count / (time.perf_counter() - t0)
+                def graph_stats(n: int, cs: list[Any]) -> None:
                     s2.setdefault("graph_stats", {})[str(n)] = [dict(c.graph_stats) for c in cs]
-                    return rate
 
+                tk_graph_run = async_run(tk_gctxs, after=graph_stats)
                 tk_graph_run(nmax, 0.05)
                 for i in range(nmax):
                     ys[i].zero_()
