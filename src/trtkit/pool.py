@@ -190,7 +190,8 @@ class EnginePool:
             slot.engine.runtime.ensure_current()
             ctx = slot.context
             named = normalize_inputs(ctx.inputs, inputs)
-            family = ADAPTERS.get(type(next(iter(named.values()), None))) or adapter_of(next(iter(named.values())))
+            first = next(iter(named.values()), None)
+            family = ADAPTERS.get(type(first)) or adapter_of(first)
             if not family.wraps:  # NumPy (and other host) inputs: the context syncs, outputs are NumPy
                 return ctx.infer(named, outputs=outputs, family=family)
             # CUDA arrays: on the context's own stream (ordered after the inputs' producers), then synced so the

@@ -226,3 +226,22 @@ def test_infer_async_repeats_keep_inputs_alive_and_order(le: LoadedEngine) -> No
             handles.append(ctx.infer_async(x, outputs={"y": y}))
             handles[-1].wait()
             torch.testing.assert_close(y, torch.full_like(y, 2.0 * i + 1))
+
+
+def test_a_closed_context_refuses_repeated_calls(le: LoadedEngine) -> None:
+    torch = pytest.importorskip("torch")
+    from trtkit.errors import ClosedError
+
+    x_np = x_of(8)
+    x = torch.randn(8, 4, device="cuda")
+    y = torch.empty(8, 4, device="cuda")
+    ctx = le.create_context()
+    ctx.infer(x_np)
+    ctx.infer(x, outputs={"y": y})  # both lean plans exist now
+    ctx.close()
+    with pytest.raises(ClosedError):
+        ctx.infer(x_np)
+    with pytest.raises(ClosedError):
+        ctx.infer(x, outputs={"y": y})
+    with pytest.raises(ClosedError):
+        ctx.infer_async(x, outputs={"y": y})

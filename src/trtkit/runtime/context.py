@@ -468,7 +468,7 @@ class Context(Bindings):
         if self._closed:
             return
         self._closed = True
-        self._host_plan = None
+        self._host_plan = self._device_plan = None  # a closed context takes the full path, which refuses
         try:
             self.stream.sync()
         except Exception as exc:  # pragma: no cover - best effort at teardown
