@@ -26,10 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import numpy as np
 from support.triton_server import (
+    DOUBLE_SITE,
     assert_gone,
     batch_stats,
     double_engine,
     double_env,
+    preload,
     serving,
     stop_process,
 )
@@ -109,6 +111,25 @@ def load(protocol: str, url: str, http_url: str, model: str, requests: int, thre
     }
 
 
+def log_errors(log: Path, limit: int = 3) -> list[str]:
+    """The first ``limit`` distinct tracebacks in a server log (what the clients saw only as an error name)."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    found: list[str] = []
+    i = 0
+    while i < len(lines) and len(found) < limit:
+        if lines[i].lstrip().startswith("Traceback"):
+            j = i + 1
+            while j < len(lines) and (lines[j].startswith((" ", "\t")) or not lines[j].strip()):
+                j += 1
+            block = "\n".join(lines[i:j + 1])
+            if block not in found:
+                found.append(block)
+            i = j + 1
+        else:
+            i += 1
+    return found
+
+
 def run_serve(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     engine = double_engine(tmp / "affine.engine")
     extra = ["--instances", str(args.instances), "--max-queue-delay-us", str(args.max_queue_delay_us)]
@@ -120,6 +141,8 @@ def run_serve(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
                             args.requests, args.threads) for p in ("http", "grpc")]
     status = stop_process(served.proc)
     assert_gone(served.proc.pid, served.ports)
+    if any(r["failed"] for r in out["load"]):
+        out["server_log_errors"] = log_errors(tmp / "serve.log")
     out["exit_status"] = status
     out["left_running"] = False
     return out
@@ -127,10 +150,11 @@ def run_serve(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def run_python_backend(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     engine = double_engine(tmp / "affine_py.engine")
-    export_triton(engine, tmp / "repo", name="affine_py", runtime="python", instances=args.instances,
-                  max_queue_delay_us=args.max_queue_delay_us)
+    export = export_triton(engine, tmp / "repo", name="affine_py", runtime="python", instances=args.instances,
+                           max_queue_delay_us=args.max_queue_delay_us)
+    preload(export.model_dir, DOUBLE_SITE / "sitecustomize.py")
     env = double_env()
-    env_extra = {k: env[k] for k in ("PYTHONPATH", "TRTKIT_BACKEND", "TRTKIT_TEST_PRELOAD")}
+    env_extra = {k: env[k] for k in ("PYTHONPATH", "TRTKIT_BACKEND")}
     server = TritonServer(tmp / "repo", load=("affine_py",), env=env_extra, start_timeout=120)
     with server:
         from support.triton_server import wait_ready

@@ -18,8 +18,8 @@ EXPORTS = {
         "BuildCancelledError", "BuildConfig", "BuildError", "BuiltEngine", "ClosedError", "ConfigError",
         "CudaError", "DependencyError", "Engine", "EngineCache", "EngineFileError", "EngineIncompatibleError",
         "EnginePool", "ExecutionError", "InputError", "LockTimeoutError", "ModelError", "OnnxParseError", "Profile",
-        "ShapeError", "ShapeRange", "TritonExportError", "TrtkitError", "UnsupportedFeatureError", "__version__",
-        "build_engine", "load_engine", "serve",
+        "ShapeError", "ShapeRange", "TritonExportError", "TritonServerError", "TrtkitError",
+        "UnsupportedFeatureError", "__version__", "build_engine", "load_engine", "serve",
     ],
     "trtkit.builder": ["BuildConfig", "BuiltEngine", "build_engine", "parse_size"],
     "trtkit.runtime": [

@@ -26,6 +26,7 @@ from trtkit.errors import (
     OnnxParseError,
     ShapeError,
     TritonExportError,
+    TritonServerError,
     TrtkitError,
     UnsupportedFeatureError,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "ShapeError",
     "ShapeRange",
     "TritonExportError",
+    "TritonServerError",
     "TrtkitError",
     "UnsupportedFeatureError",
     "__version__",

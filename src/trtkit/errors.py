@@ -18,6 +18,7 @@ all. Subclasses are grouped by what the user has to do about them::
     ├── CudaError                a CUDA call failed, or there is no CUDA driver / GPU
     ├── ExecutionError           TensorRT failed while running the engine
     ├── TritonExportError        Triton would reject the exported model, or the target exists
+    ├── TritonServerError        a Triton server trtkit started did not start, answer or stop in time
     ├── LockTimeoutError         another process held a trtkit lock too long (also a TimeoutError)
     └── ClosedError              the object was closed and cannot be used any more
 
@@ -46,6 +47,7 @@ __all__ = [
     "ParserIssue",
     "ShapeError",
     "TritonExportError",
+    "TritonServerError",
     "TrtkitError",
     "UnsupportedFeatureError",
 ]
@@ -172,6 +174,11 @@ class ExecutionError(TrtkitError):
 
 class TritonExportError(TrtkitError):
     """The engine cannot be exported as asked: Triton would reject the model, or the target exists."""
+
+
+class TritonServerError(TrtkitError):
+    """A Triton server trtkit started (``export-triton --check``, the tests) did not start, did not answer, or did
+    not stop in time; the message has the errors it logged."""
 
 
 class LockTimeoutError(TrtkitError, TimeoutError):

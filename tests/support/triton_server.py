@@ -48,8 +48,18 @@ def double_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(DOUBLE_SITE), str(SRC), env.get("PYTHONPATH")) if p)
     env["TRTKIT_BACKEND"] = "tensorrt"
-    env["TRTKIT_TEST_PRELOAD"] = str(DOUBLE_SITE / "sitecustomize.py")  # the Python backend ignores PYTHONPATH
     return env
+
+
+def preload(model_dir: Path, script: Path) -> Path:
+    """Make every ``model.py`` of a ``--runtime python`` export in ``model_dir`` run ``script`` first (Triton's
+    Python-backend stub ignores ``PYTHONPATH``, so ``sitecustomize`` does not reach it); returns ``model_dir``."""
+    found = sorted(model_dir.glob("*/model.py"))
+    assert found, f"no model.py under {model_dir}"
+    for model_py in found:
+        text = model_py.read_text()
+        model_py.write_text(f"import runpy\nrunpy.run_path({str(script)!r})  # test only: trtkit's tests\n{text}")
+    return model_dir
 
 
 def http_json(url: str, body: object = None, timeout: float = 10.0) -> tuple[int, object]:

@@ -862,13 +862,23 @@ def _wrap(cp: Any, addr: int, shape: tuple[int, ...], dtype: str) -> Any:
     return cp.ndarray(shape, dtype, cp.cuda.MemoryPointer(mem, 0))
 
 
+_cupy_lock = threading.Lock()
+_cupy_module: list[Any] = []  # [CuPy or None] once decided
+
+
 def _cupy() -> Any:
-    """CuPy, or None where it cannot load (CuPy 14 needs NumPy 2; PyTriton 0.7's GPU runs need NumPy 1)."""
-    try:
-        import cupy as cp
-    except ImportError:
-        return None
-    return cp
+    """CuPy, or None where it cannot load (CuPy 14 needs NumPy 2; PyTriton 0.7's GPU runs need NumPy 1).
+
+    Decided once per process, under a lock: with a failed CuPy import retried on every call from several threads
+    at once (two ``trtkit serve`` instances), a call could pass this check and then fail to import CuPy."""
+    with _cupy_lock:
+        if not _cupy_module:
+            try:
+                import cupy as cp
+            except ImportError:
+                cp = None
+            _cupy_module.append(cp)
+        return _cupy_module[0]
 
 
 class _Cai:
@@ -904,9 +914,8 @@ def _run_op(ctx: Any, stream: int) -> None:
     if cp is None and h["op"] == "affine" and not ctx._engine._shape_tensors:
         _run_affine_torch(ctx, stream)
         return
-    import cupy as cp
-
-    h = ctx._engine._h
+    if cp is None:
+        raise RuntimeError(f"the double's {h['op']!r} op needs CuPy, which cannot be imported here")
     shape_tensors = ctx._engine._shape_tensors
     with cp.cuda.ExternalStream(stream):
         ins = [_wrap(cp, ctx._addresses[t["name"]], ctx._shapes[t["name"]], _NP[t["dtype"]]) for t in h["inputs"]

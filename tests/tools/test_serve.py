@@ -25,6 +25,7 @@ from support.triton_server import (
     is_loopback,
     listening_addresses,
     pids_listening_on,
+    preload,
     wait_ready,
 )
 
@@ -204,8 +205,8 @@ def test_python_backend_model_py_serves_in_triton(tmp_path: Path) -> None:
     # No GPU here: CPU instances (the export asks for GPU ones), and the stand-in engine instead of trtkit's.
     text = result.config_path.read_text()
     result.config_path.write_text(text.replace("KIND_GPU", "KIND_CPU"))
-    env = {"TRTKIT_TEST_PRELOAD": str(NUMPY_SITE / "sitecustomize.py")}  # the stub ignores PYTHONPATH
-    server = TritonServer(tmp_path / "repo", env=env)
+    preload(result.model_dir, NUMPY_SITE / "sitecustomize.py")
+    server = TritonServer(tmp_path / "repo")
     with server:
         verdict = verdict_of(server, "affine_py")
         assert verdict.status == "loaded", server.log_text()[-2000:]

@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.triton_server import (
+    DOUBLE_SITE,
     assert_gone,
     batch_stats,
     double_engine,
     double_env,
     http_json,
     pids_listening_on,
+    preload,
     start_serve,
     stop_process,
     wait_ready,
@@ -71,9 +73,10 @@ def test_trtkit_serve_answers_http_and_grpc_and_stops_on_signal(tmp_path: Path, 
 
 def test_python_backend_export_runs_the_engine_in_triton(tmp_path: Path) -> None:
     engine = double_engine(tmp_path / "affine.engine")
-    export_triton(engine, tmp_path / "repo", name="affine_py", runtime="python", instances=2,
-                  max_queue_delay_us=200)
-    env = {k: v for k, v in double_env().items() if k in ("PYTHONPATH", "TRTKIT_BACKEND", "TRTKIT_TEST_PRELOAD")}
+    export = export_triton(engine, tmp_path / "repo", name="affine_py", runtime="python", instances=2,
+                           max_queue_delay_us=200)
+    preload(export.model_dir, DOUBLE_SITE / "sitecustomize.py")
+    env = {k: v for k, v in double_env().items() if k in ("PYTHONPATH", "TRTKIT_BACKEND")}
     server = TritonServer(tmp_path / "repo", env=env, start_timeout=120)
     with server:
         verdict = verdict_of(server, "affine_py")

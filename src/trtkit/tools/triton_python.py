@@ -11,8 +11,7 @@ execution context per model instance, and runs every batch Triton forms as one c
 inputs concatenated along the batch dim, outputs split back).
 
 The Python backend's stub ignores ``PYTHONPATH``: trtkit must be installed in the environment of the
-``python3`` that Triton finds first on ``PATH``. ``TRTKIT_TEST_PRELOAD`` (a Python file that ``model.py``
-runs before loading the engine) exists for trtkit's own tests only, which run engines on a test double.
+``python3`` that Triton finds first on ``PATH``.
 """
 
 from __future__ import annotations
@@ -31,8 +30,6 @@ backend stub, and a GPU that trtkit can run the engine on.
 """
 
 import json
-import os
-import runpy
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +57,6 @@ def _series(version):
 
 class TritonPythonModel:
     def initialize(self, args):
-        preload = os.environ.get("TRTKIT_TEST_PRELOAD")  # test only: trtkit's tests run engines on a double
-        if preload:
-            runpy.run_path(preload)
         try:
             import trtkit
             from trtkit.runtime import load_engine

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from trtkit.errors import ConfigError, DependencyError, TrtkitError
+from trtkit.errors import ConfigError, DependencyError, TritonServerError
 
 __all__ = [
     "ModelState",
@@ -48,10 +48,6 @@ NO_TENSORRT_BACKEND: Final = "unable to find backend library for backend 'tensor
 LOOPBACK: Final = "127.0.0.1"
 _NO_GPU: Final = "has kind KIND_GPU but no GPUs are available"
 _POLL_FAILED: Final = re.compile(r"Poll failed for model directory '(?P<name>[^']*)': (?P<reason>.*?)\"?$")
-
-
-class TritonServerError(TrtkitError):
-    """The Triton server did not start, did not answer, or did not stop in time."""
 
 
 @dataclass(frozen=True)

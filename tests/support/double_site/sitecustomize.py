@@ -4,8 +4,8 @@ runtime double (``tests/support/trt_double.py``) as the ``tensorrt`` backend.
 Used for processes the tests cannot patch from inside: ``trtkit serve`` in a subprocess, and the stub of
 Triton's Python backend that runs a ``--runtime python`` export's ``model.py``. Set ``TRTKIT_BACKEND=tensorrt``
 beside it. Triton's Python-backend stub ignores ``PYTHONPATH``: there the ``model.py`` of a
-``--runtime python`` export runs this file through ``TRTKIT_TEST_PRELOAD`` (test-only). Elsewhere it is plain
-``sitecustomize`` injection.
+``--runtime python`` export is made to run this file first (``support.triton_server.preload``). Elsewhere it is
+plain ``sitecustomize`` injection.
 """
 
 import os

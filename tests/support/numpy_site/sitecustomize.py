@@ -3,8 +3,8 @@
 
 Lets the tests run a ``--runtime python`` export's real ``model.py`` in a real Triton on a machine without a
 GPU (where no engine can run). Triton's Python-backend stub ignores ``PYTHONPATH``: there the ``model.py`` of a
-``--runtime python`` export runs this file through ``TRTKIT_TEST_PRELOAD`` (test-only). Elsewhere it is plain
-``sitecustomize`` injection.
+``--runtime python`` export is made to run this file first (``support.triton_server.preload``). Elsewhere it is
+plain ``sitecustomize`` injection.
 """
 
 import sys
